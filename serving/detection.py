@@ -1,0 +1,240 @@
+"""YOLOS pre- and post-processing in numpy and Pillow, used by the API at request time.
+
+The pipeline reproduces transformers' slow ``YolosImageProcessor`` (pinned in pyproject.toml)
+configured with ``size={"max_height": 480, "max_width": 640}``, ``do_pad=True`` and
+``pad_size={"height": 480, "width": 640}``, and its ``post_process_object_detection``: the export's
+parity gate (export/yolos.py) checks both against transformers on real photos.
+
+Boxes come out of the model as (cx, cy, w, h) relative to the resized, un-padded image content
+(DETR's convention), so scaling them by the original image's width and height maps them back to
+original pixels.
+
+This module must not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from serving.specs import (
+    YOLOS_IMAGE_MEAN,
+    YOLOS_IMAGE_STD,
+    YOLOS_INPUT_HEIGHT,
+    YOLOS_INPUT_WIDTH,
+)
+
+# Largest accepted image, in pixels (width x height): a 40-megapixel photo decodes to ~120 MB of
+# RGB. Anything bigger is refused from its header, before the pixels are decoded.
+MAX_IMAGE_PIXELS: Final = 40_000_000
+
+# Per (uint8 value, channel): the normalised float32 input. It is computed with exactly the
+# operations and dtypes of YolosImageProcessor (float64 rescale by 1/255 cast to float32, then
+# float32 ``(x - mean) / std``), so the lookup is bit-identical to it and faster.
+_RESCALED: Final = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
+_NORMALISE_LUT: Final = (_RESCALED[:, None] - np.asarray(YOLOS_IMAGE_MEAN, dtype=np.float32)) / (
+    np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
+)
+_CHANNELS: Final = np.arange(3)
+
+
+class ImageDecodeError(ValueError):
+    """The uploaded bytes are not a decodable image (or are too large to decode safely)."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    ``box`` is (x1, y1, x2, y2) in pixels of the original image (not clipped to it, like
+    transformers); ``label_id`` indexes the model's labels and ``label`` is its name.
+    """
+
+    box: tuple[float, float, float, float]
+    label: str
+    score: float
+    label_id: int
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+
+def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """Decode uploaded bytes into an upright RGB image.
+
+    Applies the EXIF orientation (phones store portrait photos sideways plus a rotation tag).
+    Raises :class:`ImageDecodeError` for empty, non-image, corrupt or truncated data and for
+    images above ``max_pixels`` (checked from the header, before decoding the pixels).
+    """
+    if not data:
+        raise ImageDecodeError("empty image: no bytes were uploaded")
+    try:
+        image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(f"image too large to decode safely: {exc}") from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageDecodeError(
+            "not a recognised image (expected e.g. JPEG, PNG, WebP, GIF or BMP)"
+        ) from exc
+    with image:
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+        if width * height > max_pixels:
+            raise ImageDecodeError(
+                f"image too large: {width}x{height} = {width * height} pixels, "
+                f"the limit is {max_pixels}"
+            )
+        try:
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return upright.convert("RGB")
+        except Image.DecompressionBombError as exc:
+            raise ImageDecodeError(f"image too large to decode safely: {exc}") from exc
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise ImageDecodeError(
+                f"corrupt or truncated {image.format or 'image'} data: {exc}"
+            ) from exc
+
+
+# --- preprocessing -----------------------------------------------------------------------------
+
+
+def resized_size(
+    width: int,
+    height: int,
+    max_width: int = YOLOS_INPUT_WIDTH,
+    max_height: int = YOLOS_INPUT_HEIGHT,
+) -> tuple[int, int]:
+    """(width, height) an image is resized to before padding: the largest that fits, same aspect.
+
+    Same arithmetic as transformers' ``get_image_size_for_max_height_width`` (truncation, and
+    small images are scaled up), except that no side drops below one pixel.
+    """
+    scale = min(max_height / height, max_width / width)
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def preprocess(image: Image.Image) -> np.ndarray:
+    """The model input for one image: float32 [3, 480, 640], normalised, zero-padded bottom/right.
+
+    Resize (Pillow bilinear) to fit 640x480 keeping the aspect ratio, rescale to [0, 1], normalise
+    with the ImageNet mean/std, and pad with zeros after normalisation, like YolosImageProcessor.
+    """
+    rgb = image if image.mode == "RGB" else image.convert("RGB")
+    new_width, new_height = resized_size(*rgb.size)
+    resized = rgb.resize((new_width, new_height), resample=Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.uint8)  # [h, w, 3]
+    normalised = _NORMALISE_LUT[pixels, _CHANNELS]  # [h, w, 3] float32
+    output = np.zeros((3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH), dtype=np.float32)
+    output[:, :new_height, :new_width] = normalised.transpose(2, 0, 1)
+    return output
+
+
+def preprocess_batch(images: Sequence[Image.Image]) -> np.ndarray:
+    """Stack :func:`preprocess` of each image into float32 [B, 3, 480, 640]."""
+    batch = np.empty((len(images), 3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH), dtype=np.float32)
+    for index, image in enumerate(images):
+        batch[index] = preprocess(image)
+    return batch
+
+
+# --- postprocessing ----------------------------------------------------------------------------
+
+
+def class_scores(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Best object class and its probability per query, for logits [..., queries, classes + 1].
+
+    Softmax over all classes including the trailing "no object" class, which is then dropped
+    before taking the maximum (as YolosImageProcessor's slow post-processing does). Returns
+    (scores float64 [..., queries], label ids int64 [..., queries]); ties pick the lowest id.
+    """
+    values = np.asarray(logits, dtype=np.float64)
+    shifted = values - values.max(axis=-1, keepdims=True)
+    exponentials = np.exp(shifted)
+    probabilities = exponentials / exponentials.sum(axis=-1, keepdims=True)
+    objects = probabilities[..., :-1]
+    label_ids = objects.argmax(axis=-1)
+    scores = np.take_along_axis(objects, label_ids[..., None], axis=-1)[..., 0]
+    return scores, label_ids.astype(np.int64)
+
+
+def boxes_to_pixels(pred_boxes: np.ndarray, width: float, height: float) -> np.ndarray:
+    """Convert normalised (cx, cy, w, h) boxes [..., 4] to (x1, y1, x2, y2) pixels, float64."""
+    boxes = np.asarray(pred_boxes, dtype=np.float64)
+    centre_x, centre_y, box_width, box_height = np.moveaxis(boxes, -1, 0)
+    corners = np.stack(
+        [
+            centre_x - 0.5 * box_width,
+            centre_y - 0.5 * box_height,
+            centre_x + 0.5 * box_width,
+            centre_y + 0.5 * box_height,
+        ],
+        axis=-1,
+    )
+    return corners * np.array([width, height, width, height], dtype=np.float64)
+
+
+def postprocess(
+    logits: np.ndarray,
+    pred_boxes: np.ndarray,
+    image_size: tuple[int, int],
+    labels: Sequence[str],
+    threshold: float,
+) -> list[Detection]:
+    """Detections of one image whose score is strictly above ``threshold``, in query order.
+
+    ``logits`` is [queries, classes + 1], ``pred_boxes`` [queries, 4] (normalised cx, cy, w, h)
+    and ``image_size`` the ORIGINAL image's (width, height). Equivalent to transformers'
+    ``post_process_object_detection(outputs, threshold, target_sizes=[(height, width)])``.
+    """
+    logits = np.asarray(logits)
+    pred_boxes = np.asarray(pred_boxes)
+    if logits.ndim != 2 or pred_boxes.shape != (logits.shape[0], 4):
+        raise ValueError(
+            f"expected logits [queries, classes + 1] and pred_boxes [queries, 4], "
+            f"got {logits.shape} and {pred_boxes.shape}"
+        )
+    if len(labels) != logits.shape[-1] - 1:
+        raise ValueError(
+            f"{len(labels)} labels for {logits.shape[-1] - 1} classes "
+            "(logits carry one extra 'no object' class)"
+        )
+    scores, label_ids = class_scores(logits)
+    width, height = image_size
+    boxes = boxes_to_pixels(pred_boxes, width, height)
+    return [
+        Detection(
+            box=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+            label=labels[label_id],
+            score=float(score),
+            label_id=int(label_id),
+        )
+        for score, label_id, box in zip(scores, label_ids, boxes, strict=True)
+        if score > threshold
+    ]
+
+
+def postprocess_batch(
+    logits: np.ndarray,
+    pred_boxes: np.ndarray,
+    image_sizes: Sequence[tuple[int, int]],
+    labels: Sequence[str],
+    threshold: float,
+) -> list[list[Detection]]:
+    """:func:`postprocess` for a batch: logits [B, queries, classes + 1], pred_boxes [B, queries, 4]
+    and one original (width, height) per item."""
+    if len(logits) != len(image_sizes) or len(pred_boxes) != len(image_sizes):
+        raise ValueError(
+            f"batch of {len(logits)} logits and {len(pred_boxes)} boxes "
+            f"for {len(image_sizes)} image sizes"
+        )
+    return [
+        postprocess(item_logits, item_boxes, size, labels, threshold)
+        for item_logits, item_boxes, size in zip(logits, pred_boxes, image_sizes, strict=True)
+    ]
