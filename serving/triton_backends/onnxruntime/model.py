@@ -51,7 +51,8 @@ class TritonPythonModel:
             if isinstance(result, RequestError):
                 responses.append(
                     pb_utils.InferenceResponse(
-                        output_tensors=[], error=pb_utils.TritonError(str(result))
+                        output_tensors=[],
+                        error=pb_utils.TritonError(str(result), pb_utils.TritonError.INVALID_ARG),
                     )
                 )
             else:

@@ -1,0 +1,116 @@
+"""The ``tritongate`` command line, run as a user runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from serving.client import TritonGrpcClient
+from tests.integration.conftest import copy_committed_configs
+from tests.integration.test_triton_server import _stub_processes
+
+TRITONGATE = str(Path(sys.executable).parent / "tritongate")
+
+
+def _env(work_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["TRITONGATE_WORK_DIR"] = str(work_dir)
+    env["COLUMNS"] = "200"  # keep rich from wrapping the lines the tests read
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _read_until(process: subprocess.Popen[str], pattern: str, timeout: float) -> str:
+    """Read the process's stderr until a line matches; everything read so far."""
+    assert process.stderr is not None
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stderr], [], [], 0.5)
+        if ready:
+            line = process.stderr.readline()
+            seen += line
+            if re.search(pattern, line):
+                return seen
+        if process.poll() is not None:
+            break
+    raise AssertionError(f"no line matching {pattern!r}; output so far:\n{seen}")
+
+
+def test_triton_command_serves_until_interrupted(exported_repository: Path, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [TRITONGATE, "triton", "--repository", str(exported_repository)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=_env(tmp_path),
+    )
+    try:
+        output = _read_until(process, r"tritonserver ready", timeout=120)
+        grpc_url = re.search(r"gRPC (127\.0\.0\.1:\d+)", output)
+        assert grpc_url, output
+
+        async def infer() -> int:
+            client = TritonGrpcClient(grpc_url.group(1))
+            try:
+                text = np.array([[b"computer cpu memory ram"]], dtype=object)
+                result = await client.infer("newsgroups", {"text": text})
+                return int(result.outputs["label"][0, 0])
+            finally:
+                await client.close()
+
+        assert 0 <= asyncio.run(infer()) < 4
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert _stub_processes(str(tmp_path / "triton")) == []
+
+
+def test_triton_command_refuses_an_unexported_repository(tmp_path: Path) -> None:
+    repository = copy_committed_configs(tmp_path / "repo")
+    result = subprocess.run(
+        [TRITONGATE, "triton", "--repository", str(repository)],
+        capture_output=True,
+        text=True,
+        env=_env(tmp_path),
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "has no exported model" in result.stderr
+    assert "tritongate export all" in result.stderr
+
+
+def test_export_command_writes_then_skips_existing(photos: list[Path], tmp_path: Path) -> None:
+    repository = copy_committed_configs(tmp_path / "repo", models=("yolos",))
+    command = [
+        TRITONGATE,
+        "export",
+        "yolos",
+        "--repository",
+        str(repository),
+        "--yolos-weights",
+        "random-init",
+        "--tiny",
+        "--skip-existing",
+    ]
+    env = _env(tmp_path)
+    env["TRITONGATE_IMAGES_DIR"] = str(photos[0].parent)
+    first = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert (repository / "yolos" / "1" / "model.onnx").exists()
+    assert "yolos written to" in first.stderr
+    second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "already in" in second.stderr and "skipping" in second.stderr
