@@ -1,0 +1,340 @@
+"""serving.detection: YOLOS decoding, preprocessing and postprocessing, without torch."""
+
+from __future__ import annotations
+
+import io
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from serving.detection import (
+    MAX_IMAGE_PIXELS,
+    Detection,
+    ImageDecodeError,
+    boxes_to_pixels,
+    class_scores,
+    decode_image,
+    postprocess,
+    postprocess_batch,
+    preprocess,
+    preprocess_batch,
+    resized_size,
+)
+from serving.specs import YOLOS_IMAGE_MEAN, YOLOS_IMAGE_STD
+
+MEAN = np.asarray(YOLOS_IMAGE_MEAN, dtype=np.float32)
+STD = np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
+LABELS = [f"class-{index}" for index in range(91)]
+EXIF_ORIENTATION = 0x0112
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def normalised(rgb: tuple[int, int, int]) -> np.ndarray:
+    """What one pixel of colour ``rgb`` becomes after rescale + ImageNet normalisation."""
+    return ((np.asarray(rgb, dtype=np.float64) / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).astype(
+        np.float32
+    )
+
+
+# --- decode_image ------------------------------------------------------------------------------
+
+
+def test_decode_returns_rgb_with_the_original_pixels() -> None:
+    original = Image.new("RGB", (30, 20), (10, 200, 30))
+    decoded = decode_image(encode(original))
+    assert decoded.mode == "RGB"
+    assert decoded.size == (30, 20)
+    assert decoded.getpixel((5, 5)) == (10, 200, 30)
+
+
+@pytest.mark.parametrize(
+    ("mode", "colour"),
+    [("L", 128), ("RGBA", (255, 0, 0, 255)), ("P", 3), ("LA", (90, 255))],
+)
+def test_decode_converts_other_modes_to_rgb(mode: str, colour: object) -> None:
+    decoded = decode_image(encode(Image.new(mode, (8, 6), colour)))  # type: ignore[arg-type]
+    assert decoded.mode == "RGB"
+    assert decoded.size == (8, 6)
+
+
+def test_decode_keeps_grey_values() -> None:
+    decoded = decode_image(encode(Image.new("L", (4, 4), 77)))
+    assert decoded.getpixel((1, 1)) == (77, 77, 77)
+
+
+def test_decode_applies_exif_orientation() -> None:
+    # Stored sideways: 40 wide x 20 high, red on the left, blue on the right. Orientation 6
+    # says "rotate 90 degrees clockwise to display", so upright it is 20 x 40, red on top.
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    decoded = decode_image(encode(stored, "JPEG", exif=exif, quality=95))
+    assert decoded.size == (20, 40)
+    top = decoded.getpixel((10, 5))
+    bottom = decoded.getpixel((10, 35))
+    assert top[0] > 200 and top[2] < 60, top
+    assert bottom[2] > 200 and bottom[0] < 60, bottom
+
+
+def test_decode_without_orientation_tag_keeps_the_layout() -> None:
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    decoded = decode_image(encode(stored, "JPEG", quality=95))
+    assert decoded.size == (40, 20)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, bytes(range(256)) * 4],
+    ids=["text", "png-signature-garbage", "binary-garbage"],
+)
+def test_decode_rejects_non_images(data: bytes) -> None:
+    with pytest.raises(ImageDecodeError, match="not a recognised image"):
+        decode_image(data)
+
+
+def test_decode_rejects_empty_bytes() -> None:
+    with pytest.raises(ImageDecodeError, match="empty"):
+        decode_image(b"")
+
+
+def test_decode_rejects_truncated_jpeg() -> None:
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8))
+    data = encode(photo, "JPEG", quality=90)
+    with pytest.raises(ImageDecodeError, match="truncated"):
+        decode_image(data[: len(data) // 2])
+
+
+def test_decode_rejects_images_above_the_pixel_limit_before_decoding() -> None:
+    data = encode(Image.new("RGB", (100, 60)))
+    with pytest.raises(ImageDecodeError, match="too large: 100x60 = 6000 pixels"):
+        decode_image(data, max_pixels=5999)
+    assert decode_image(data, max_pixels=6000).size == (100, 60)
+
+
+def test_default_pixel_limit_admits_large_photos_only() -> None:
+    assert 4032 * 3024 < MAX_IMAGE_PIXELS < Image.MAX_IMAGE_PIXELS  # a 12 MP phone photo fits
+
+
+def test_image_decode_error_is_a_value_error() -> None:
+    assert issubclass(ImageDecodeError, ValueError)
+
+
+# --- resize arithmetic -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        ((640, 480), (640, 480)),  # already the input size
+        ((1280, 480), (640, 240)),  # wide landscape: width-bound
+        ((480, 640), (360, 480)),  # portrait: height-bound
+        ((773, 512), (640, 423)),  # truncation, not rounding (423.9)
+        ((429, 640), (321, 480)),
+        ((500, 375), (640, 480)),  # 4:3, scaled up
+        ((64, 48), (640, 480)),  # small images are scaled up too
+        ((100, 50), (640, 320)),
+        ((33, 17), (640, 329)),  # 329.7 truncated
+        ((1000, 999), (480, 480)),
+        ((7, 5000), (1, 480)),  # transformers would ask Pillow for width 0
+    ],
+)
+def test_resized_size_matches_transformers_arithmetic(
+    size: tuple[int, int], expected: tuple[int, int]
+) -> None:
+    assert resized_size(*size) == expected
+
+
+# --- preprocess --------------------------------------------------------------------------------
+
+
+def test_preprocess_shape_dtype_and_normalised_values() -> None:
+    colour = (255, 0, 128)
+    output = preprocess(Image.new("RGB", (200, 100), colour))  # → 640 x 320, padded to 480
+    assert output.shape == (3, 480, 640)
+    assert output.dtype == np.float32
+    expected = normalised(colour)
+    for channel in range(3):
+        np.testing.assert_allclose(output[channel, :320, :], expected[channel], rtol=0, atol=1e-6)
+    assert np.all(output[:, 320:, :] == 0.0)
+
+
+def test_preprocess_pads_right_of_portrait_images() -> None:
+    output = preprocess(Image.new("RGB", (300, 400), (0, 0, 0)))  # → 360 x 480
+    assert np.all(output[:, :, 360:] == 0.0)
+    black = normalised((0, 0, 0))[:, None, None]
+    np.testing.assert_allclose(output[:, :, :360], np.broadcast_to(black, (3, 480, 360)), atol=1e-6)
+
+
+def test_preprocess_without_resize_is_rescale_and_normalise() -> None:
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    output = preprocess(Image.fromarray(pixels))
+    expected = ((pixels / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).transpose(2, 0, 1)
+    np.testing.assert_allclose(output, expected, rtol=0, atol=2e-6)
+
+
+def test_preprocess_resizes_with_pillow_bilinear() -> None:
+    rng = np.random.default_rng(2)
+    image = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
+    resized = np.asarray(image.resize((640, 480), Image.Resampling.BILINEAR), dtype=np.float64)
+    expected = ((resized / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).transpose(2, 0, 1)
+    np.testing.assert_allclose(preprocess(image), expected, rtol=0, atol=2e-6)
+
+
+def test_preprocess_converts_non_rgb_images() -> None:
+    output = preprocess(Image.new("L", (640, 480), 255))
+    np.testing.assert_allclose(output[:, 0, 0], normalised((255, 255, 255)), atol=1e-6)
+
+
+def test_preprocess_batch_stacks_items() -> None:
+    images = [Image.new("RGB", (640, 480), (10, 20, 30)), Image.new("RGB", (100, 300), (90, 0, 9))]
+    batch = preprocess_batch(images)
+    assert batch.shape == (2, 3, 480, 640)
+    assert batch.dtype == np.float32
+    np.testing.assert_array_equal(batch[1], preprocess(images[1]))
+
+
+# --- postprocess -------------------------------------------------------------------------------
+
+
+def make_outputs(queries: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Zero logits (every class equally likely) and a centred box for every query."""
+    logits = np.zeros((queries, 92), dtype=np.float32)
+    boxes = np.tile(np.array([0.5, 0.5, 0.2, 0.2], dtype=np.float32), (queries, 1))
+    return logits, boxes
+
+
+def test_class_scores_softmax_values_and_no_object_dropped() -> None:
+    logits, _ = make_outputs(2)
+    logits[0, 7] = 2.0
+    logits[0, 91] = 5.0  # "no object" is the most likely class, but is never reported
+    scores, label_ids = class_scores(logits)
+    denominator = 90 + math.exp(2.0) + math.exp(5.0)
+    assert label_ids.tolist() == [7, 0]
+    assert scores[0] == pytest.approx(math.exp(2.0) / denominator, rel=1e-6)
+    assert scores[1] == pytest.approx(1 / 92, rel=1e-6)
+
+
+def test_class_scores_are_stable_for_huge_logits() -> None:
+    logits = np.full((1, 92), 1000.0, dtype=np.float32)
+    logits[0, 3] = 1010.0
+    scores, label_ids = class_scores(logits)
+    assert np.isfinite(scores).all()
+    assert label_ids.tolist() == [3]
+    assert scores[0] == pytest.approx(math.exp(10) / (91 + math.exp(10)), rel=1e-6)
+
+
+def test_class_scores_work_on_batches() -> None:
+    logits = np.zeros((4, 100, 92), dtype=np.float32)
+    logits[2, 50, 17] = 3.0
+    scores, label_ids = class_scores(logits)
+    assert scores.shape == label_ids.shape == (4, 100)
+    assert label_ids[2, 50] == 17
+    assert scores[2, 50] > scores[2, 49]
+
+
+def test_boxes_to_pixels_converts_centre_format() -> None:
+    boxes = np.array([[0.5, 0.25, 0.2, 0.1], [0.0, 1.0, 0.4, 0.6]], dtype=np.float32)
+    pixels = boxes_to_pixels(boxes, width=200, height=100)
+    np.testing.assert_allclose(pixels[0], [80.0, 20.0, 120.0, 30.0], atol=1e-4)
+    # Not clipped to the image, like transformers.
+    np.testing.assert_allclose(pixels[1], [-40.0, 70.0, 40.0, 130.0], atol=1e-4)
+
+
+def test_postprocess_returns_pixel_boxes_labels_and_scores() -> None:
+    logits, boxes = make_outputs(1)
+    logits[0, 18] = 5.0
+    boxes[0] = [0.5, 0.25, 0.2, 0.1]
+    detections = postprocess(logits, boxes, (200, 100), LABELS, threshold=0.5)
+    assert len(detections) == 1
+    detection = detections[0]
+    assert isinstance(detection, Detection)
+    assert detection.label_id == 18
+    assert detection.label == "class-18"
+    assert detection.score == pytest.approx(math.exp(5.0) / (91 + math.exp(5.0)), rel=1e-6)
+    assert detection.box == pytest.approx((80.0, 20.0, 120.0, 30.0), abs=1e-4)
+    assert all(isinstance(value, float) for value in detection.box)
+
+
+def test_postprocess_threshold_is_strict() -> None:
+    logits, boxes = make_outputs(1)  # score exactly 1/92 (float64)
+    assert postprocess(logits, boxes, (10, 10), LABELS, threshold=1 / 92) == []
+    assert len(postprocess(logits, boxes, (10, 10), LABELS, threshold=1 / 92 - 1e-9)) == 1
+
+
+def test_postprocess_drops_queries_where_no_object_wins() -> None:
+    logits, boxes = make_outputs(2)
+    logits[0, 91] = 10.0  # query 0: "no object" with p ~ 0.9996, best object class tiny
+    logits[1, 5] = 10.0
+    detections = postprocess(logits, boxes, (10, 10), LABELS, threshold=0.5)
+    assert [d.label_id for d in detections] == [5]
+
+
+def test_postprocess_keeps_query_order_not_score_order() -> None:
+    logits, boxes = make_outputs(3)
+    logits[0, 1] = 3.0
+    logits[1, 2] = 6.0
+    logits[2, 3] = 5.0
+    boxes[:, 0] = [0.1, 0.2, 0.3]
+    detections = postprocess(logits, boxes, (100, 100), LABELS, threshold=0.1)
+    assert [d.label_id for d in detections] == [1, 2, 3]
+    assert [round((d.box[0] + d.box[2]) / 2, 3) for d in detections] == [10.0, 20.0, 30.0]
+
+
+def test_postprocess_maps_label_ids_to_the_given_names() -> None:
+    logits, boxes = make_outputs(1)
+    logits[0, 90] = 9.0
+    names = ["N/A"] + [f"name-{index}" for index in range(1, 91)]
+    (detection,) = postprocess(logits, boxes, (10, 10), names, threshold=0.5)
+    assert (detection.label_id, detection.label) == (90, "name-90")
+
+
+def test_postprocess_rejects_mismatched_labels_and_shapes() -> None:
+    logits, boxes = make_outputs(2)
+    with pytest.raises(ValueError, match="90 labels for 91 classes"):
+        postprocess(logits, boxes, (10, 10), LABELS[:90], threshold=0.5)
+    with pytest.raises(ValueError, match="pred_boxes"):
+        postprocess(logits, boxes[:1], (10, 10), LABELS, threshold=0.5)
+
+
+def test_postprocess_batch_uses_each_items_size() -> None:
+    logits = np.zeros((2, 4, 92), dtype=np.float32)
+    logits[:, :, 1] = 8.0
+    boxes = np.tile(np.array([0.5, 0.5, 1.0, 1.0], dtype=np.float32), (2, 4, 1))
+    results = postprocess_batch(logits, boxes, [(640, 480), (100, 50)], LABELS, threshold=0.5)
+    assert [len(items) for items in results] == [4, 4]
+    assert results[0][0].box == pytest.approx((0.0, 0.0, 640.0, 480.0))
+    assert results[1][3].box == pytest.approx((0.0, 0.0, 100.0, 50.0))
+    with pytest.raises(ValueError, match="image sizes"):
+        postprocess_batch(logits, boxes, [(640, 480)], LABELS, threshold=0.5)
+
+
+def test_detection_is_frozen() -> None:
+    detection = Detection(box=(0.0, 0.0, 1.0, 1.0), label="cat", score=0.9, label_id=17)
+    with pytest.raises(AttributeError):
+        detection.score = 0.1  # type: ignore[misc]
+
+
+def test_module_does_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys, serving.detection; "
+        "bad = [m for m in ('torch', 'transformers', 'optimum') if m in sys.modules]; "
+        "print(*bad); sys.exit(1 if bad else 0)"
+    )
+    repo_root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=repo_root, check=False
+    )
+    assert result.returncode == 0, f"imported: {result.stdout} {result.stderr}"
