@@ -89,6 +89,19 @@ def _info_from_config(config: Mapping[str, Any], versions: Sequence[str], ready:
 # --- Triton over gRPC ----------------------------------------------------------------------------
 
 _UNAVAILABLE = {"StatusCode.UNAVAILABLE", "StatusCode.CANCELLED"}
+_MAX_MESSAGE_BYTES = 2**31 - 1  # a batch of 8 YOLOS inputs is ~30 MB, over gRPC's 4 MB default
+# gRPC's default reconnect backoff grows to 120 s; a restarted Triton must be found within ~1 s.
+_CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+]
 
 
 def _translate(error: InferenceServerException, model: str) -> ServingError:
@@ -113,7 +126,7 @@ class TritonGrpcClient:
 
         self._grpc = grpcclient
         self.url = url
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
         # model → output names to request; filled from the server's config on first use.
         self._outputs: dict[str, list[str]] = {
             model: [spec.name for spec in outputs] for model, outputs in (specs or {}).items()

@@ -47,6 +47,18 @@ class ImageDecodeError(ValueError):
     """The uploaded bytes are not a decodable image (or are too large to decode safely)."""
 
 
+class UnsupportedImageError(ImageDecodeError):
+    """Not an image, or not one of the accepted formats."""
+
+
+class CorruptImageError(ImageDecodeError):
+    """An image of an accepted format whose data is corrupt or truncated."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """More pixels than the configured limit (decompression-bomb guard)."""
+
+
 @dataclass(frozen=True)
 class Detection:
     """One detected object.
@@ -64,29 +76,35 @@ class Detection:
 # --- decoding ----------------------------------------------------------------------------------
 
 
-def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    formats: Sequence[str] | None = None,
+) -> Image.Image:
     """Decode uploaded bytes into an upright RGB image.
 
     Applies the EXIF orientation (phones store portrait photos sideways plus a rotation tag).
-    Raises :class:`ImageDecodeError` for empty, non-image, corrupt or truncated data and for
-    images above ``max_pixels`` (checked from the header, before decoding the pixels).
+    ``formats`` restricts the accepted Pillow formats (e.g. ``("JPEG", "PNG", "WEBP")``).
+    Raises :class:`UnsupportedImageError` for empty, non-image or other-format data,
+    :class:`CorruptImageError` for corrupt or truncated data and :class:`ImageTooLargeError`
+    for images above ``max_pixels`` (checked from the header, before decoding the pixels).
     """
     if not data:
-        raise ImageDecodeError("empty image: no bytes were uploaded")
+        raise UnsupportedImageError("empty image: no bytes were uploaded")
+    accepted = ", ".join(formats) if formats else "e.g. JPEG, PNG, WebP, GIF or BMP"
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=list(formats) if formats else None)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError(f"image too large to decode safely: {exc}") from exc
+        raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
     except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(
-            "not a recognised image (expected e.g. JPEG, PNG, WebP, GIF or BMP)"
-        ) from exc
+        raise UnsupportedImageError(f"not a recognised image (accepted: {accepted})") from exc
     with image:
         width, height = image.size
         if width < 1 or height < 1:
-            raise ImageDecodeError(f"image has no pixels ({width}x{height})")
+            raise CorruptImageError(f"image has no pixels ({width}x{height})")
         if width * height > max_pixels:
-            raise ImageDecodeError(
+            raise ImageTooLargeError(
                 f"image too large: {width}x{height} = {width * height} pixels, "
                 f"the limit is {max_pixels}"
             )
@@ -95,9 +113,9 @@ def decode_image(data: bytes, *, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Im
             upright = ImageOps.exif_transpose(image)
             return upright.convert("RGB")
         except Image.DecompressionBombError as exc:
-            raise ImageDecodeError(f"image too large to decode safely: {exc}") from exc
+            raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
         except (OSError, ValueError, SyntaxError) as exc:
-            raise ImageDecodeError(
+            raise CorruptImageError(
                 f"corrupt or truncated {image.format or 'image'} data: {exc}"
             ) from exc
 

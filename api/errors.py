@@ -1,0 +1,87 @@
+"""The API's errors and the one place where every failure becomes an HTTP status.
+
+Body shape everywhere: ``{"detail": "<message>"}`` (FastAPI's own convention).
+"""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from serving.batching import QueueFullError
+from serving.detection import (
+    CorruptImageError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    UnsupportedImageError,
+)
+from serving.errors import (
+    InferenceFailedError,
+    InferenceTimeoutError,
+    InferenceUnavailableError,
+    InvalidInferenceInputError,
+    ServingError,
+)
+
+
+class ApiError(Exception):
+    """A client or service error raised by the API's own code."""
+
+    status_code = 400
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class PayloadTooLargeError(ApiError):
+    status_code = 413
+
+
+class UnsupportedMediaTypeError(ApiError):
+    status_code = 415
+
+
+class UnprocessableInputError(ApiError):
+    status_code = 422
+
+
+# Most specific first: the first matching class decides the status.
+_SERVING_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (QueueFullError, 503),
+    (InferenceUnavailableError, 503),
+    (InferenceTimeoutError, 504),
+    (InvalidInferenceInputError, 422),
+    (InferenceFailedError, 502),
+    (ServingError, 503),
+    (ImageTooLargeError, 413),
+    (UnsupportedImageError, 415),
+    (CorruptImageError, 422),
+    (ImageDecodeError, 422),
+)
+
+
+def status_for(error: Exception) -> int:
+    if isinstance(error, ApiError):
+        return error.status_code
+    for kind, status in _SERVING_STATUS:
+        if isinstance(error, kind):
+            return status
+    return 500
+
+
+def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
+    """Map :class:`ApiError`, serving and image errors to their HTTP responses."""
+
+    async def handle(request: Request, error: Exception) -> JSONResponse:
+        status = status_for(error)
+        headers = {}
+        if status == 503:
+            wait = error.retry_after if isinstance(error, QueueFullError) else retry_after_s
+            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+
+    for kind in (ApiError, ServingError, ImageDecodeError):
+        app.add_exception_handler(kind, handle)

@@ -1,0 +1,59 @@
+"""Object detection on one uploaded image: the book's ``POST /object-detection``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Request, UploadFile
+
+from api.deps import ServicesDep
+from api.disconnect import unless_disconnected
+from api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from api.schemas import DetectedObject, DetectionOutput
+
+router = APIRouter(tags=["object detection"])
+
+ACCEPTED_CONTENT_TYPES = {"image/jpeg", "image/png", "image/webp", "application/octet-stream"}
+MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
+
+
+@router.post(
+    "/object-detection",
+    responses={
+        413: {"description": "Upload or image dimensions over the configured limit"},
+        415: {"description": "Not a JPEG, PNG or WebP image"},
+        422: {"description": "Corrupt or truncated image, or a bad threshold"},
+        503: {"description": "Overloaded or Triton unavailable; see Retry-After"},
+        504: {"description": "No result within the request deadline"},
+    },
+)
+async def object_detection(
+    services: ServicesDep,
+    request: Request,
+    image: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
+    threshold: Annotated[
+        float | None,
+        Query(ge=0.0, le=1.0, description="Minimum score; default 0.7 (configurable)."),
+    ] = None,
+) -> DetectionOutput:
+    """Detect objects; boxes are in the uploaded image's pixels."""
+    limit = services.settings.max_upload_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise PayloadTooLargeError(f"upload of {declared} bytes; the limit is {limit}")
+    if image.content_type and image.content_type not in ACCEPTED_CONTENT_TYPES:
+        raise UnsupportedMediaTypeError(
+            f"content type {image.content_type!r}; send image/jpeg, image/png or image/webp"
+        )
+    data = await image.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(f"image over {limit} bytes")
+    chosen = services.settings.detection_threshold if threshold is None else threshold
+    result = await unless_disconnected(request, services.detector.detect(data, chosen))
+    return DetectionOutput(
+        objects=[
+            DetectedObject(box=obj.box, label=obj.label, score=obj.score) for obj in result.objects
+        ],
+        image_size=result.image_size,
+        model_version=result.model_version,
+    )

@@ -1,0 +1,113 @@
+"""The per-process objects the routes use, built and closed by the app's lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from api.config import Settings
+from serving.batching import BatcherConfig, MicroBatcher
+from serving.client import InferenceClient, InProcessOrtClient, TritonGrpcClient
+from serving.detector import ObjectDetector
+from serving.registry import ModelRegistry
+from serving.specs import MODEL_SPECS, NEWSGROUPS, YOLOS
+from serving.text import TextClassifier
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigurationError(RuntimeError):
+    """The settings cannot produce a working service."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    client: InferenceClient
+    registry: ModelRegistry
+    batchers: dict[str, MicroBatcher]
+    classifier: TextClassifier
+    detector: ObjectDetector
+    executor: ThreadPoolExecutor
+    refresher: asyncio.Task[None] | None = None
+
+    async def close(self) -> None:
+        if self.refresher is not None:
+            self.refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.refresher
+        for batcher in self.batchers.values():
+            await batcher.close()
+        await self.client.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_client(settings: Settings) -> InferenceClient:
+    if settings.inference_backend == "onnxruntime":
+        return InProcessOrtClient(
+            settings.model_repository, list(MODEL_SPECS), settings.triton_config_name or None
+        )
+    if not settings.triton_url:
+        raise ConfigurationError(
+            "TRITONGATE_TRITON_URL is not set: run `tritongate serve` (it starts a local Triton), "
+            "point TRITONGATE_TRITON_URL at a running Triton's gRPC address, or set "
+            "TRITONGATE_INFERENCE_BACKEND=onnxruntime"
+        )
+    return TritonGrpcClient(settings.triton_url)
+
+
+async def _refresh_forever(registry: ModelRegistry, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await registry.refresh()
+        except Exception:  # keep refreshing whatever one round hit
+            logger.exception("model registry refresh failed")
+
+
+async def start_services(settings: Settings) -> Services:
+    """Connect, read each model's state, build one micro-batcher per model."""
+    client = build_client(settings)
+    registry = ModelRegistry(
+        client, settings.model_repository, list(MODEL_SPECS), settings.triton_config_name or None
+    )
+    await registry.refresh()
+    for state in registry.states.values():
+        if not state.ready:
+            logger.warning("model %s is not ready yet: %s", state.name, state.error)
+    batchers = {}
+    for name in MODEL_SPECS:
+        config = BatcherConfig(
+            max_batch_size=registry.max_batch_size(name),
+            max_delay=settings.batch_max_delay_us / 1e6,
+            max_queue=settings.queue_size,
+            timeout=settings.request_timeout_s,
+            max_in_flight=settings.batch_max_in_flight,
+            enabled=settings.batching_enabled,
+        )
+        batchers[name] = MicroBatcher(name, client, config)
+        batchers[name].start()
+    executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+    services = Services(
+        settings=settings,
+        client=client,
+        registry=registry,
+        batchers=batchers,
+        classifier=TextClassifier(
+            batchers[NEWSGROUPS.name], registry.states[NEWSGROUPS.name].labels
+        ),
+        detector=ObjectDetector(
+            batchers[YOLOS.name],
+            registry.states[YOLOS.name].labels,
+            executor,
+            settings.max_image_pixels,
+        ),
+        executor=executor,
+    )
+    services.refresher = asyncio.create_task(
+        _refresh_forever(registry, settings.model_refresh_interval_s), name="model-refresh"
+    )
+    return services

@@ -1,0 +1,243 @@
+"""Front-end micro-batching: concurrent calls for one model merged into one inference request.
+
+One :class:`MicroBatcher` per model per worker process, apart from any model code: it only
+concatenates input arrays along the batch dimension, calls an :class:`InferenceClient` and
+splits the outputs back.
+
+* A batch leaves when it holds ``max_batch_size`` rows, or when its oldest item has waited
+  ``max_delay``. When nothing is in flight a lone request leaves at once, so an idle service
+  adds no delay; under load, requests gather while the previous batch runs.
+* The queue is bounded (``max_queue`` items): when full, :meth:`submit` fails at once with
+  :class:`QueueFullError` (HTTP 503 with ``Retry-After``).
+* Each item has a deadline: past it the caller gets :class:`InferenceTimeoutError` (HTTP 504) and
+  the item is dropped from the queue. A cancelled caller (client gone) frees its slot at once.
+* When a batched call fails, every member gets the same typed error.
+* ``enabled=False`` turns front-end batching off: each call goes straight to the client (Triton's
+  own dynamic batcher still merges them); the queue bound and deadlines still apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from serving.client import InferenceClient, InferenceResult
+from serving.errors import InferenceTimeoutError, ServingError
+
+logger = logging.getLogger(__name__)
+
+
+class QueueFullError(ServingError):
+    """The model's queue is at its bound: refuse now rather than queue without limit (503)."""
+
+    def __init__(self, model: str, retry_after: float) -> None:
+        super().__init__(f"{model}: the inference queue is full, retry shortly")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    max_batch_size: int
+    max_delay: float = 0.002  # seconds the oldest queued item may wait for others
+    max_queue: int = 1024  # queued + in-flight items
+    timeout: float = 10.0  # per-item deadline, seconds
+    max_in_flight: int = 2  # batches sent and not yet answered
+    enabled: bool = True
+
+
+@dataclass
+class _Item:
+    inputs: Mapping[str, np.ndarray]
+    rows: int
+    deadline: float
+    future: asyncio.Future[InferenceResult]
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class BatcherStats:
+    """Counters since start: how many calls reached the client for how many items."""
+
+    items: int = 0
+    batches: int = 0
+    rejected: int = 0
+    timed_out: int = 0
+    failed: int = 0
+
+
+class MicroBatcher:
+    """Queue, batch and scatter inference calls for one model."""
+
+    def __init__(self, model: str, client: InferenceClient, config: BatcherConfig) -> None:
+        if config.max_batch_size < 1:
+            raise ValueError("max_batch_size must be at least 1")
+        self.model = model
+        self.client = client
+        self.config = config
+        self.stats = BatcherStats()
+        self._queue: deque[_Item] = deque()
+        self._live = 0  # items admitted and not yet answered, cancelled or expired
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- public ---------------------------------------------------------------------------------
+
+    @property
+    def queued(self) -> int:
+        """Items admitted and not yet answered (queued or in flight)."""
+        return self._live
+
+    def start(self) -> None:
+        if self.config.enabled and self._worker is None:
+            self._worker = asyncio.create_task(self._run(), name=f"batcher-{self.model}")
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+            self._worker = None
+        for task in list(self._in_flight):
+            task.cancel()
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(ServingError(f"{self.model}: the service is stopping"))
+
+    async def submit(
+        self, inputs: Mapping[str, np.ndarray], timeout: float | None = None
+    ) -> InferenceResult:
+        """Run ``inputs`` (arrays with a leading batch dimension) as part of a batch."""
+        if self._closed:
+            raise ServingError(f"{self.model}: the batcher is closed")
+        if self._live >= self.config.max_queue:
+            self.stats.rejected += 1
+            raise QueueFullError(self.model, self._retry_after())
+        budget = self.config.timeout if timeout is None else timeout
+        rows = int(next(iter(inputs.values())).shape[0])
+        future: asyncio.Future[InferenceResult] = asyncio.get_running_loop().create_future()
+        item = _Item(inputs, rows, time.monotonic() + budget, future)
+        self._live += 1
+        future.add_done_callback(self._release)
+        if self.config.enabled:
+            self._queue.append(item)
+            self._wakeup.set()
+        else:
+            self._launch([item])
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), budget)
+        except TimeoutError:
+            self.stats.timed_out += 1
+            future.cancel()
+            raise InferenceTimeoutError(
+                f"{self.model}: no result within {budget:.3g} s (deadline)"
+            ) from None
+        except asyncio.CancelledError:
+            future.cancel()  # the caller went away: its slot is free from now on
+            raise
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _release(self, _: asyncio.Future[InferenceResult]) -> None:
+        self._live -= 1
+
+    def _retry_after(self) -> float:
+        """A hint for clients: roughly how long the current backlog takes to drain."""
+        batches = max(1, self._live // self.config.max_batch_size)
+        return max(1.0, batches * max(self.config.max_delay, 0.05))
+
+    def _queued_rows(self) -> int:
+        return sum(item.rows for item in self._queue if not item.future.done())
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._take_ready():
+                pass
+            if self._queue and len(self._in_flight) < self.config.max_in_flight:
+                # Not due yet: wait for more items or for the oldest item's max_delay. (With
+                # every in-flight slot taken, the next finished batch sets the wake-up event.)
+                remaining = self._queue[0].enqueued + self.config.max_delay - time.monotonic()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.0))
+                self._wakeup.set()
+
+    def _take_ready(self) -> bool:
+        """Send one batch if one is due; whether one was sent."""
+        self._drop_finished()
+        if not self._queue or len(self._in_flight) >= self.config.max_in_flight:
+            return False
+        full = self._queued_rows() >= self.config.max_batch_size
+        waited = time.monotonic() - self._queue[0].enqueued >= self.config.max_delay
+        idle = not self._in_flight
+        if not (full or waited or idle):
+            return False
+        batch: list[_Item] = []
+        rows = 0
+        while self._queue and rows + self._queue[0].rows <= self.config.max_batch_size:
+            item = self._queue.popleft()
+            if item.future.done():
+                continue
+            batch.append(item)
+            rows += item.rows
+        if not batch and self._queue:  # a single item larger than the batch goes alone
+            batch.append(self._queue.popleft())
+        if batch:
+            self._launch(batch)
+        return bool(batch)
+
+    def _drop_finished(self) -> None:
+        """Forget items whose caller gave up (deadline passed or cancelled)."""
+        while self._queue and self._queue[0].future.done():
+            self._queue.popleft()
+
+    def _launch(self, batch: list[_Item]) -> None:
+        task = asyncio.create_task(self._send(batch))
+        self._in_flight.add(task)
+        task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wakeup.set()
+
+    async def _send(self, batch: list[_Item]) -> None:
+        self.stats.batches += 1
+        self.stats.items += len(batch)
+        names = list(batch[0].inputs)
+        merged = (
+            dict(batch[0].inputs)
+            if len(batch) == 1
+            else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
+        )
+        budget = max(item.deadline for item in batch) - time.monotonic()
+        try:
+            result = await self.client.infer(self.model, merged, timeout=max(budget, 0.001))
+        except Exception as error:
+            self.stats.failed += 1
+            if not isinstance(error, ServingError):
+                logger.exception("%s: unexpected inference failure", self.model)
+                error = ServingError(f"{self.model}: inference failed: {error}")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(error)
+            return
+        offset = 0
+        for item in batch:
+            if not item.future.done():
+                outputs = {
+                    name: value[offset : offset + item.rows]
+                    for name, value in result.outputs.items()
+                }
+                item.future.set_result(InferenceResult(outputs, result.model_version))
+            offset += item.rows

@@ -1,0 +1,62 @@
+"""Object detection with YOLOS: image bytes in, objects in original-image pixels out.
+
+Decoding, EXIF orientation, resize/pad and normalisation are CPU-heavy and run in a thread pool,
+off the event loop; the forward pass goes through the model's micro-batcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.batching import MicroBatcher
+from serving.detection import Detection, decode_image, postprocess, preprocess
+from serving.specs import YOLOS
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    objects: list[Detection]
+    image_size: tuple[int, int]  # original (width, height)
+    model_version: str
+
+
+def _prepare(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+    image = decode_image(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
+    return preprocess(image)[None], image.size
+
+
+class ObjectDetector:
+    """Detects objects through the model's micro-batcher."""
+
+    def __init__(
+        self,
+        batcher: MicroBatcher,
+        labels: Sequence[str],
+        executor: Executor | None,
+        max_pixels: int,
+    ) -> None:
+        self.batcher = batcher
+        self.labels = list(labels)
+        self.executor = executor
+        self.max_pixels = max_pixels
+
+    async def detect(self, data: bytes, threshold: float) -> DetectionResult:
+        loop = asyncio.get_running_loop()
+        pixels, size = await loop.run_in_executor(self.executor, _prepare, data, self.max_pixels)
+        (pixel_values,) = YOLOS.inputs
+        result = await self.batcher.submit({pixel_values.name: pixels})
+        objects = postprocess(
+            result.outputs["logits"][0],
+            result.outputs["pred_boxes"][0],
+            size,
+            self.labels,
+            threshold,
+        )
+        return DetectionResult(objects, size, result.model_version)
