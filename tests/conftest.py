@@ -1,4 +1,7 @@
-"""Marks every test by its folder: tests/unit → unit, tests/integration → integration, tests/e2e → e2e."""
+"""Marks every test by its folder.
+
+tests/unit → unit, tests/integration → integration, tests/e2e → e2e.
+"""
 
 from __future__ import annotations
 

@@ -29,19 +29,16 @@ from sklearn.naive_bayes import MultinomialNB
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from export.errors import DataUnavailableError
-from export.newsgroups import (
+from export.newsgroups import export_newsgroups
+from export.newsgroups_data import (
     ARCHIVE_ENV_VAR,
-    CONFUSION_PLOT_FILENAME,
-    JOBLIB_FILENAME,
-    METRICS_FILENAME,
     OFFICIAL_ARCHIVE,
-    PARITY_TOLERANCE,
-    export_newsgroups,
     fetch_newsgroups_data,
-    file_sha256,
-    load_newsgroups,
     sklearn_cache_path,
 )
+from export.newsgroups_parity import PARITY_TOLERANCE
+from export.newsgroups_reports import CONFUSION_PLOT_FILENAME, JOBLIB_FILENAME, METRICS_FILENAME
+from export.provenance import file_sha256
 from export.repository import ExportedModel, check_onnx_against_spec
 from serving.model_repository import read_labels, read_provenance
 from serving.specs import NEWSGROUPS, NEWSGROUPS_CATEGORIES
@@ -252,10 +249,10 @@ def test_provenance_records_data_metrics_parity_and_libraries(run: ExportRun) ->
 
 def test_second_load_reuses_the_prepared_cache(run: ExportRun) -> None:
     lines: list[str] = []
-    train, test = load_newsgroups(archive=run.archive, data_home=run.data_home, log=lines.append)
+    data = fetch_newsgroups_data(archive=run.archive, data_home=run.data_home, log=lines.append)
     assert any(line.startswith("reusing sklearn's cache") for line in lines)
-    assert len(test.data) == _metrics(run)["test_documents"]
-    assert list(train.target_names) == read_labels(run.model_dir)
+    assert len(data.test.data) == _metrics(run)["test_documents"]
+    assert list(data.train.target_names) == read_labels(run.model_dir)
 
 
 def test_without_archive_the_prepared_cache_is_used_and_traced(run: ExportRun) -> None:
@@ -300,9 +297,9 @@ def test_another_archive_replaces_the_cache(tmp_path: Path) -> None:
     second = write_newsgroups_archive(
         tmp_path / "b" / "20news-bydate.tar.gz", seed=2, test_per_class=5
     )
-    _, test_first = load_newsgroups(archive=first, data_home=data_home, log=lambda _: None)
+    test_first = fetch_newsgroups_data(archive=first, data_home=data_home, log=lambda _: None).test
     lines: list[str] = []
-    _, test_second = load_newsgroups(archive=second, data_home=data_home, log=lines.append)
+    test_second = fetch_newsgroups_data(archive=second, data_home=data_home, log=lines.append).test
     assert any(line.startswith("preparing sklearn's cache") for line in lines)
     assert (len(test_first.data), len(test_second.data)) == (60, 20)
 
@@ -318,7 +315,7 @@ def test_no_archive_and_no_network_raises_a_clear_error(
 
     monkeypatch.setattr(_twenty_newsgroups, "_fetch_remote", offline)
     with pytest.raises(DataUnavailableError) as caught:
-        load_newsgroups(archive=None, data_home=tmp_path / "empty", log=lambda _: None)
+        fetch_newsgroups_data(archive=None, data_home=tmp_path / "empty", log=lambda _: None)
     message = str(caught.value)
     assert attempts == [OFFICIAL_ARCHIVE.url]
     assert ARCHIVE_ENV_VAR in message
@@ -329,7 +326,7 @@ def test_no_archive_and_no_network_raises_a_clear_error(
 
 def test_missing_archive_file_raises_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataUnavailableError, match=ARCHIVE_ENV_VAR):
-        load_newsgroups(archive=tmp_path / "nope.tar.gz", data_home=tmp_path / "data")
+        fetch_newsgroups_data(archive=tmp_path / "nope.tar.gz", data_home=tmp_path / "data")
 
 
 def test_archive_without_the_bydate_layout_is_rejected(tmp_path: Path) -> None:
@@ -337,8 +334,8 @@ def test_archive_without_the_bydate_layout_is_rejected(tmp_path: Path) -> None:
         tmp_path / "partial.tar.gz", categories=NEWSGROUPS_CATEGORIES[:2]
     )
     with pytest.raises(DataUnavailableError, match="lacks categories"):
-        load_newsgroups(archive=archive, data_home=tmp_path / "data", log=lambda _: None)
+        fetch_newsgroups_data(archive=archive, data_home=tmp_path / "data", log=lambda _: None)
     not_gzip = tmp_path / "plain.tar.gz"
     not_gzip.write_text("not an archive")
     with pytest.raises(DataUnavailableError, match="not a readable"):
-        load_newsgroups(archive=not_gzip, data_home=tmp_path / "data", log=lambda _: None)
+        fetch_newsgroups_data(archive=not_gzip, data_home=tmp_path / "data", log=lambda _: None)

@@ -26,15 +26,9 @@ import torch
 
 from export.errors import DataUnavailableError, ExportError, ParityError
 from export.repository import ExportedModel, validate_model_dir
-from export.yolos import (
-    BOX_TOLERANCE_PX,
-    COCO_ID2LABEL,
-    RANDOM_WEIGHTS_NOTE,
-    SCORE_TOLERANCE,
-    check_parity,
-    export_yolos,
-    load_yolos,
-)
+from export.yolos import export_yolos
+from export.yolos_parity import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity
+from export.yolos_weights import COCO_ID2LABEL, RANDOM_WEIGHTS_NOTE, load_yolos
 from serving.detection import decode_image, preprocess_batch
 from serving.model_repository import model_versions, read_labels, read_provenance
 from serving.specs import YOLOS

@@ -1,4 +1,5 @@
-"""export.newsgroups on a tiny pipeline: ONNX tensor names/types, parity gate, reports."""
+"""The newsgroups export on a tiny pipeline: ONNX tensor names/types (export.newsgroups), the
+parity gate (export.newsgroups_parity) and the confusion table (export.newsgroups_reports)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,9 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.utils import Bunch
 
 from export.errors import ExportError, ParityError
-from export.newsgroups import (
-    TARGET_OPSET,
-    check_parity,
-    evaluate,
-    format_confusion_matrix,
-    format_parity,
-    to_onnx,
-)
+from export.newsgroups import TARGET_OPSET, to_onnx
+from export.newsgroups_parity import check_parity, format_parity
+from export.newsgroups_reports import evaluate, format_confusion_matrix
 from serving.specs import NEWSGROUPS
 
 TEXTS = [

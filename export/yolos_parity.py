@@ -1,0 +1,327 @@
+"""The YOLOS export's checks: the ONNX graph against PyTorch, and the serving pipeline's parity.
+
+:func:`check_onnx_matches_pytorch` runs ONNX Runtime and PyTorch on the same random inputs at
+the served size for several batch sizes (raw logits and boxes). :func:`check_parity` is the gate
+on real photos: the serving pipeline (:mod:`serving.detection` + ONNX Runtime) against
+transformers' ``YolosImageProcessor`` (:func:`reference_processor`) + PyTorch, detection by
+detection. Both raise :class:`ParityError` beyond their tolerances.
+
+torch, transformers and onnxruntime are imported inside the functions that need them, so
+importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from export.errors import ExportError, ParityError
+from export.yolos_weights import model_labels
+from serving.detection import (
+    boxes_to_pixels,
+    class_scores,
+    decode_image,
+    postprocess,
+    preprocess,
+)
+from serving.specs import YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH
+
+if TYPE_CHECKING:
+    from transformers import YolosForObjectDetection, YolosImageProcessor
+
+# Parity tolerances between the serving pipeline and transformers + PyTorch.
+BOX_TOLERANCE_PX: Final = 1.0
+SCORE_TOLERANCE: Final = 1e-3
+# A label may differ only where the reference's two best classes are this close (a numerical tie).
+LABEL_TIE_TOLERANCE: Final = 1e-5
+# ONNX Runtime against PyTorch on the same input tensor (raw logits and boxes).
+ONNX_TOLERANCE: Final = 1e-4
+ONNX_CHECK_BATCH_SIZES: Final = (1, 8)
+# The automatic parity threshold never exceeds the usual serving threshold.
+MAX_AUTO_PARITY_THRESHOLD: Final = 0.5
+# PyTorch threads for the reference forward passes: on small shared VMs torch's intra-op pool
+# spin-waits (2 threads measured 5x slower than 1 at batch 1 on 2 cores).
+REFERENCE_TORCH_THREADS: Final = 1
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run PyTorch with ``count`` intra-op threads, restoring the previous setting after."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _ort_session(onnx_path: Path) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
+def check_onnx_matches_pytorch(
+    model: YolosForObjectDetection,
+    onnx_path: Path,
+    batch_sizes: Sequence[int] = ONNX_CHECK_BATCH_SIZES,
+    tolerance: float = ONNX_TOLERANCE,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Run ONNX Runtime and PyTorch on the same random [B, 3, 480, 640] inputs.
+
+    Raises :class:`ParityError` if logits or boxes differ by more than ``tolerance`` or shapes
+    differ. Returns the max absolute differences per batch size.
+    """
+    import torch
+
+    session = _ort_session(onnx_path)
+    rng = np.random.default_rng(seed)
+    figures: dict[str, Any] = {"tolerance": tolerance, "max_abs_diff": {}}
+    for batch in batch_sizes:
+        pixels = rng.standard_normal((batch, 3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH))
+        pixels = pixels.astype(np.float32)
+        logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixels})
+        with torch.no_grad(), _torch_threads(REFERENCE_TORCH_THREADS):
+            reference = model(pixel_values=torch.from_numpy(pixels))
+        expected_logits = reference.logits.numpy()
+        expected_boxes = reference.pred_boxes.numpy()
+        if logits.shape != expected_logits.shape or boxes.shape != expected_boxes.shape:
+            raise ParityError(
+                f"batch {batch}: ONNX shapes {logits.shape}, {boxes.shape} differ from PyTorch's "
+                f"{expected_logits.shape}, {expected_boxes.shape}"
+            )
+        diff = max(
+            float(np.abs(logits - expected_logits).max()),
+            float(np.abs(boxes - expected_boxes).max()),
+        )
+        figures["max_abs_diff"][str(batch)] = diff
+        if not diff <= tolerance:
+            raise ParityError(
+                f"batch {batch}: ONNX Runtime differs from PyTorch by {diff:.3g} (tolerance "
+                f"{tolerance:g})"
+            )
+    return figures
+
+
+def reference_processor() -> YolosImageProcessor:
+    """transformers' slow YolosImageProcessor configured like :mod:`serving.detection`."""
+    from transformers import YolosImageProcessor
+
+    return YolosImageProcessor(
+        size={"max_height": YOLOS_INPUT_HEIGHT, "max_width": YOLOS_INPUT_WIDTH},
+        do_pad=True,
+        pad_size={"height": YOLOS_INPUT_HEIGHT, "width": YOLOS_INPUT_WIDTH},
+    )
+
+
+@dataclass
+class _ImageRun:
+    """Both pipelines' raw outputs for one photo."""
+
+    name: str
+    size: tuple[int, int]  # original (width, height)
+    input_max_abs_diff: float
+    logits: np.ndarray  # ours, [100, 92]
+    pred_boxes: np.ndarray  # ours, [100, 4]
+    reference: Any  # transformers' YolosObjectDetectionOutput
+
+
+def _run_image(
+    path: Path, session: Any, processor: YolosImageProcessor, model: YolosForObjectDetection
+) -> _ImageRun:
+    import torch
+
+    image = decode_image(path.read_bytes())
+    pixels = preprocess(image)
+    logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixels[None]})
+    inputs = processor(images=image, return_tensors="pt", input_data_format="channels_last")
+    with torch.no_grad(), _torch_threads(REFERENCE_TORCH_THREADS):
+        reference = model(pixel_values=inputs["pixel_values"])
+    input_diff = float(np.abs(inputs["pixel_values"][0].numpy() - pixels).max())
+    return _ImageRun(path.name, image.size, input_diff, logits[0], boxes[0], reference)
+
+
+def _auto_threshold(runs: Sequence[_ImageRun]) -> float:
+    """A threshold that leaves about half of every photo's queries as detections.
+
+    Per photo: halfway between its reference's two middle scores (away from both, so that no
+    query sits on the threshold); overall: the lowest of those, capped at 0.5. Random weights
+    score every query ~1/92, so a fixed threshold would compare nothing.
+    """
+    midpoints = []
+    for run in runs:
+        scores = np.sort(class_scores(run.reference.logits[0].numpy())[0])[::-1]
+        middle = len(scores) // 2
+        midpoints.append(float((scores[middle - 1] + scores[middle]) / 2))
+    return min(MAX_AUTO_PARITY_THRESHOLD, *midpoints)
+
+
+def _compare_image(
+    run: _ImageRun,
+    processor: YolosImageProcessor,
+    labels: Sequence[str],
+    threshold: float,
+) -> tuple[dict[str, Any], list[str]]:
+    """Compare one photo's detections query by query; return its figures and its failures."""
+    import torch
+
+    width, height = run.size
+    target = [(height, width)]
+    reference_all = processor.post_process_object_detection(
+        run.reference, threshold=float("-inf"), target_sizes=target
+    )[0]
+    reference = processor.post_process_object_detection(
+        run.reference, threshold=threshold, target_sizes=target
+    )[0]
+    ours = postprocess(run.logits, run.pred_boxes, run.size, labels, threshold)
+
+    reference_kept = (reference_all["scores"] > threshold).numpy()  # transformers' own test
+    our_scores, _ = class_scores(run.logits)
+    our_kept = our_scores > threshold
+    failures: list[str] = []
+    if len(reference["scores"]) != reference_kept.sum() or len(ours) != our_kept.sum():
+        raise ExportError(f"{run.name}: kept detections do not follow 'score > threshold'")
+
+    reference_scores = reference_all["scores"].numpy().astype(np.float64)
+    borderline = np.flatnonzero(reference_kept != our_kept)
+    for query in borderline:
+        if abs(reference_scores[query] - threshold) > SCORE_TOLERANCE:
+            failures.append(
+                f"{run.name}: query {query} kept by only one pipeline (reference score "
+                f"{reference_scores[query]:.6f}, threshold {threshold:.6f})"
+            )
+
+    probabilities = torch.softmax(run.reference.logits[0], dim=-1).numpy()
+    # Both post-processings keep query order: a kept query's position is the number kept before it.
+    reference_position = np.cumsum(reference_kept) - 1
+    our_position = np.cumsum(our_kept) - 1
+    common = np.flatnonzero(reference_kept & our_kept)
+    box_diff = score_diff = 0.0
+    label_mismatches = label_ties = 0
+    for query in common:
+        mine = ours[our_position[query]]
+        theirs = int(reference_position[query])
+        their_label = int(reference["labels"][theirs])
+        their_box = reference["boxes"][theirs].numpy().astype(np.float64)
+        box_diff = max(box_diff, float(np.abs(np.asarray(mine.box) - their_box).max()))
+        score_diff = max(score_diff, abs(mine.score - float(reference["scores"][theirs])))
+        if mine.label_id != their_label:
+            gap = float(probabilities[query, their_label] - probabilities[query, mine.label_id])
+            if gap <= LABEL_TIE_TOLERANCE:
+                label_ties += 1
+            else:
+                label_mismatches += 1
+                failures.append(
+                    f"{run.name}: query {query} labelled {mine.label!r} vs reference "
+                    f"{labels[their_label]!r} (probability gap {gap:.3g})"
+                )
+    if len(common) == 0:
+        failures.append(
+            f"{run.name}: no detection above threshold {threshold:.6f} in both pipelines, "
+            "so nothing was compared; lower the parity threshold"
+        )
+    if box_diff > BOX_TOLERANCE_PX:
+        failures.append(f"{run.name}: boxes differ by {box_diff:.4f} px (> {BOX_TOLERANCE_PX})")
+    if score_diff > SCORE_TOLERANCE:
+        failures.append(f"{run.name}: scores differ by {score_diff:.3g} (> {SCORE_TOLERANCE})")
+
+    all_boxes = boxes_to_pixels(run.pred_boxes, width, height)
+    figures = {
+        "image": run.name,
+        "size": [width, height],
+        "detections_compared": len(common),
+        "reference_detections": len(reference["scores"]),
+        "pipeline_detections": len(ours),
+        "borderline_queries": len(borderline),
+        "label_mismatches": label_mismatches,
+        "label_ties": label_ties,
+        "max_box_diff_px": box_diff,
+        "max_score_diff": score_diff,
+        "input_max_abs_diff": run.input_max_abs_diff,
+        "all_queries_max_box_diff_px": float(
+            np.abs(all_boxes - reference_all["boxes"].numpy().astype(np.float64)).max()
+        ),
+        "all_queries_max_score_diff": float(np.abs(our_scores - reference_scores).max()),
+    }
+    return figures, failures
+
+
+def check_parity(
+    model: YolosForObjectDetection,
+    onnx_path: Path,
+    images: Sequence[Path],
+    threshold: float | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Parity gate: the serving pipeline against transformers + PyTorch on real photos.
+
+    Ours: :func:`serving.detection.decode_image` → ``preprocess`` → ONNX Runtime →
+    ``postprocess``. Reference: the same decoded image → :func:`reference_processor` → the
+    PyTorch model → ``post_process_object_detection(threshold, target_sizes=[(h, w)])``.
+    Detections are compared in query order: same labels (numerical ties excepted), boxes within
+    1 px, scores within 1e-3. A query whose reference score lies within 1e-3 of the threshold
+    may be kept by one side only. Every photo must yield at least one compared detection;
+    ``threshold=None`` picks one low enough for that (see :func:`_auto_threshold`).
+
+    Logs per-photo and overall figures and returns them; raises :class:`ParityError` when any
+    photo is over tolerance.
+    """
+    if not images:
+        raise ExportError("the YOLOS parity gate needs at least one photo; none were given")
+    session = _ort_session(onnx_path)
+    processor = reference_processor()
+    labels = model_labels(model)
+    runs = [_run_image(Path(path), session, processor, model) for path in images]
+    chosen = _auto_threshold(runs) if threshold is None else threshold
+    log(f"[yolos] parity on {len(runs)} photos at threshold {chosen:.6f}")
+    per_image: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for run in runs:
+        figures, problems = _compare_image(run, processor, labels, chosen)
+        per_image.append(figures)
+        failures.extend(problems)
+        log(
+            f"[yolos]   {figures['image']:<24} {figures['detections_compared']:>3} detections  "
+            f"max box diff {figures['max_box_diff_px']:.2e} px  "
+            f"max score diff {figures['max_score_diff']:.2e}  "
+            f"borderline {figures['borderline_queries']}  ties {figures['label_ties']}"
+        )
+    summary = {
+        "threshold": chosen,
+        "threshold_chosen_automatically": threshold is None,
+        "images": len(runs),
+        "detections_compared": sum(item["detections_compared"] for item in per_image),
+        "max_box_diff_px": max(item["max_box_diff_px"] for item in per_image),
+        "max_score_diff": max(item["max_score_diff"] for item in per_image),
+        "max_input_abs_diff": max(item["input_max_abs_diff"] for item in per_image),
+        "label_mismatches": sum(item["label_mismatches"] for item in per_image),
+        "label_ties": sum(item["label_ties"] for item in per_image),
+        "borderline_queries": sum(item["borderline_queries"] for item in per_image),
+        "tolerances": {
+            "box_px": BOX_TOLERANCE_PX,
+            "score": SCORE_TOLERANCE,
+            "label_tie": LABEL_TIE_TOLERANCE,
+        },
+        "per_image": per_image,
+        "passed": not failures,
+    }
+    log(
+        f"[yolos] parity overall: {summary['detections_compared']} detections, "
+        f"max box diff {summary['max_box_diff_px']:.2e} px, "
+        f"max score diff {summary['max_score_diff']:.2e}, "
+        f"max input diff {summary['max_input_abs_diff']:.2e}"
+    )
+    if failures:
+        shown = "; ".join(failures[:10])
+        more = f" (+{len(failures) - 10} more)" if len(failures) > 10 else ""
+        raise ParityError(f"YOLOS parity gate failed: {shown}{more}")
+    return summary
