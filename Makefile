@@ -34,7 +34,7 @@ models: install
 		--yolos-weights $(YOLOS_WEIGHTS) --offline-fallback-random-init
 
 run: models
-	$(BIN)/tritongate triton --repository $(MODEL_REPOSITORY)
+	$(BIN)/tritongate serve --repository $(MODEL_REPOSITORY)
 
 triton: install
 	$(BIN)/tritongate triton --repository $(MODEL_REPOSITORY)

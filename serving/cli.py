@@ -2,6 +2,7 @@
 
     tritongate export newsgroups|yolos|all   build ONNX models into the model repository
     tritongate triton                        run the local tritonserver in the foreground
+    tritongate serve                         the API, with a local tritonserver unless configured
 
 Heavy libraries (torch, transformers, scikit-learn) are imported only by the commands that need
 them, so ``tritongate triton`` starts quickly.
@@ -203,39 +204,18 @@ def triton_command(
     metrics_port: Annotated[int | None, typer.Option(help="Metrics port (default: free)")] = None,
 ) -> None:
     """Run the local tritonserver in the foreground until Ctrl-C."""
-    from serving.launcher import LocalTriton, TritonLaunchError, TritonPorts
+    from serving.launcher import LocalTriton, TritonLaunchError
 
+    overrides: dict[str, object] = {
+        "triton_grpc_port": grpc_port,
+        "triton_http_port": http_port,
+        "triton_metrics_port": metrics_port,
+        "triton_config_name": config_name,
+    }
     settings = _settings(repository)
-    chosen = (
-        grpc_port or settings.triton_grpc_port,
-        http_port or settings.triton_http_port,
-        metrics_port or settings.triton_metrics_port,
-    )
-    ports = None
-    if any(chosen):
-        free = TritonPorts.free()
-        ports = TritonPorts(
-            grpc=chosen[0] or free.grpc,
-            http=chosen[1] or free.http,
-            metrics=chosen[2] or free.metrics,
-        )
-    name = settings.triton_config_name if config_name is None else config_name
-    server = LocalTriton(
-        settings.model_repository,
-        settings.work_dir / "triton",
-        config_name=name or None,
-        ports=ports,
-        host=settings.triton_host,
-        startup_timeout=settings.triton_startup_timeout,
-    )
-    for model in ("newsgroups", "yolos"):
-        if not model_versions(settings.model_repository / model):
-            raise _fail(
-                RuntimeError(
-                    f"{settings.model_repository / model} has no exported model: run "
-                    "`tritongate export all` (or `make run`) first"
-                )
-            )
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    _require_exports(settings)
+    server = LocalTriton.from_settings(settings)
     with console.status("starting tritonserver and loading models…"):
         try:
             server.start()
@@ -252,6 +232,37 @@ def triton_command(
         _log("stopping tritonserver…")
     finally:
         server.stop()
+
+
+@app.command("serve")
+def serve_command(
+    repository: RepositoryOption = None,
+    host: Annotated[str | None, typer.Option(help="API address (env TRITONGATE_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="API port (env TRITONGATE_PORT)")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="API worker processes (env TRITONGATE_WORKERS)")
+    ] = None,
+) -> None:
+    """Serve the API, with a local tritonserver unless TRITONGATE_TRITON_URL is set."""
+    from api.config import Settings
+    from api.server import serve
+
+    settings = Settings()
+    overrides = {"model_repository": repository, "host": host, "port": port, "workers": workers}
+    settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    _require_exports(settings)  # the API reads labels and provenance from the repository
+    raise typer.Exit(code=serve(settings, log=_log))
+
+
+def _require_exports(settings: ServingSettings) -> None:
+    for model in ("newsgroups", "yolos"):
+        if not model_versions(settings.model_repository / model):
+            raise _fail(
+                RuntimeError(
+                    f"{settings.model_repository / model} has no exported model: run "
+                    "`tritongate export all` (or `make run`) first"
+                )
+            )
 
 
 def _interrupt(signum: int, frame: object) -> None:

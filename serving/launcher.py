@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from serving.settings import ServingSettings
+
 logger = logging.getLogger(__name__)
 
 BACKEND_SOURCE = Path(__file__).parent / "triton_backends" / "onnxruntime" / "model.py"
@@ -146,6 +148,31 @@ class LocalTriton:
         self.log_path = self.work_dir / "tritonserver.log"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> LocalTriton:
+        """A server as the settings describe it (ports not configured are picked free)."""
+        chosen = (
+            settings.triton_http_port,
+            settings.triton_grpc_port,
+            settings.triton_metrics_port,
+        )
+        ports = None
+        if any(chosen):
+            free = TritonPorts.free()
+            ports = TritonPorts(
+                http=chosen[0] or free.http,
+                grpc=chosen[1] or free.grpc,
+                metrics=chosen[2] or free.metrics,
+            )
+        return cls(
+            settings.model_repository,
+            settings.work_dir / "triton",
+            config_name=settings.triton_config_name or None,
+            ports=ports,
+            host=settings.triton_host,
+            startup_timeout=settings.triton_startup_timeout,
+        )
+
     # -- addresses ----------------------------------------------------------------------------
 
     def _require_ports(self) -> TritonPorts:
@@ -227,6 +254,9 @@ class LocalTriton:
         except BaseException:
             self.stop()
             raise
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def is_ready(self) -> bool:
         try:

@@ -1,0 +1,160 @@
+"""``tritongate serve``: local Triton (unless one is configured) plus the API, run together.
+
+The API runs under uvicorn for one worker and under gunicorn with uvicorn workers for several
+(no preload: every worker builds its own inference client and batchers in its lifespan). The
+command waits until the API reports ready, restarts a local Triton that dies (same ports, so
+the API's connections recover by themselves), and on Ctrl-C or SIGTERM stops the API first
+(graceful) and then Triton.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+from api.config import Settings
+from serving.launcher import LocalTriton, TritonLaunchError
+
+logger = logging.getLogger(__name__)
+
+APP_FACTORY = "api.main:app_from_environment"
+GRACEFUL_SECONDS = 20
+READY_TIMEOUT_SECONDS = 120.0
+
+
+class ServeError(RuntimeError):
+    """The API or Triton could not be started."""
+
+
+def api_command(settings: Settings) -> list[str]:
+    """The process that serves the API: uvicorn for one worker, gunicorn for several."""
+    if settings.workers == 1:
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            APP_FACTORY,
+            "--factory",
+            f"--host={settings.host}",
+            f"--port={settings.port}",
+            "--loop=uvloop",
+            "--http=httptools",
+            "--no-access-log",
+            f"--timeout-graceful-shutdown={GRACEFUL_SECONDS}",
+        ]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        f"{APP_FACTORY}()",
+        "--worker-class=uvicorn_worker.UvicornWorker",
+        f"--workers={settings.workers}",
+        f"--bind={settings.host}:{settings.port}",
+        f"--graceful-timeout={GRACEFUL_SECONDS}",
+        "--timeout=60",
+    ]
+
+
+def _probe(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return None
+
+
+def wait_until_ready(base_url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(f"the API exited with code {process.returncode} while starting")
+        if _probe(f"{base_url}/health/ready") == 200:
+            return
+        time.sleep(0.2)
+    raise ServeError(f"the API was not ready within {timeout:.0f} s ({base_url}/health/ready)")
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
+    """Run until interrupted; the exit code."""
+    env = dict(os.environ)
+    triton: LocalTriton | None = None
+    api: subprocess.Popen[bytes] | None = None
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        if settings.inference_backend == "triton" and not settings.triton_url:
+            triton = LocalTriton.from_settings(settings)
+            log("starting local tritonserver and loading models…")
+            triton.start()
+            env["TRITONGATE_TRITON_URL"] = triton.grpc_url
+            log(f"tritonserver ready: gRPC {triton.grpc_url}, log {triton.log_path}")
+        elif settings.triton_url:
+            log(f"using Triton at {settings.triton_url}")
+        base_url = f"http://{_client_host(settings.host)}:{settings.port}"
+        api = subprocess.Popen(api_command(settings), env=env, cwd=Path.cwd())
+        wait_until_ready(base_url, api, READY_TIMEOUT_SECONDS)
+        log(f"TritonGate API ready: {base_url}  (docs {base_url}/docs); Ctrl-C stops")
+        return _supervise(api, triton, log)
+    except (KeyboardInterrupt, _Stop):
+        log("stopping…")
+        return 0
+    except (TritonLaunchError, ServeError) as error:
+        log(f"error: {error}")
+        return 1
+    finally:
+        if api is not None:
+            _stop_process(api)
+        if triton is not None:
+            triton.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+def _supervise(
+    api: subprocess.Popen[bytes], triton: LocalTriton | None, log: Callable[[str], None]
+) -> int:
+    """Block while the API runs; bring a dead local Triton back on the same ports."""
+    while True:
+        code = api.poll()
+        if code is not None:
+            log(f"the API exited with code {code}")
+            return code or 1
+        if triton is not None and not triton.is_running():
+            log(f"tritonserver died; restarting it. Its log ended with:\n{triton.log_tail(20)}")
+            try:
+                triton.start()
+                log("tritonserver is back")
+            except TritonLaunchError as error:
+                log(f"tritonserver restart failed: {error}; retrying")
+                time.sleep(2)
+        time.sleep(0.5)
+
+
+def _stop_process(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=GRACEFUL_SECONDS + 5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
