@@ -40,9 +40,7 @@ class TextClassifier:
         return [
             Classification(
                 category=self.labels[int(np.argmax(row))],
-                probabilities={
-                    label: float(p) for label, p in zip(self.labels, row, strict=True)
-                },
+                probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
                 model_version=result.model_version,
             )
             for row in probabilities
