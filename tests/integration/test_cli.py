@@ -12,9 +12,12 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
+import pytest
 
 from serving.client import TritonGrpcClient
+from serving.launcher import TritonPorts
 from tests.integration.conftest import copy_committed_configs
 from tests.integration.test_triton_server import _stub_processes
 
@@ -114,3 +117,32 @@ def test_export_command_writes_then_skips_existing(photos: list[Path], tmp_path:
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "already in" in second.stderr and "skipping" in second.stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_triton_and_the_api_until_interrupted(
+    exported_repository: Path, tmp_path: Path, workers: int
+) -> None:
+    port = TritonPorts.free().http
+    process = subprocess.Popen(
+        [TRITONGATE, "serve", "--repository", str(exported_repository), "--port", str(port)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env={**_env(tmp_path), "TRITONGATE_WORKERS": str(workers)},
+    )
+    try:
+        _read_until(process, r"TritonGate API ready", timeout=180)
+        base = f"http://127.0.0.1:{port}"
+        reply = httpx.post(f"{base}/prediction", json={"text": "computer cpu memory ram"})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model_version"] == "1"
+        assert httpx.get(f"{base}/health/ready").status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=90) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert _stub_processes(str(tmp_path / "triton")) == []
+    assert _stub_processes(f"--port={port}") == [] and _stub_processes(f":{port}") == []
