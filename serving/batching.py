@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from serving.client import InferenceClient, InferenceResult
-from serving.errors import InferenceTimeoutError, ServingError
+from serving.errors import InferenceFailedError, InferenceTimeoutError, ServingError
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class _Item:
     deadline: float
     future: asyncio.Future[InferenceResult]
     enqueued: float = field(default_factory=time.monotonic)
+    released: bool = False  # its slot in ``max_queue`` has been given back
 
 
 @dataclass
@@ -107,12 +108,16 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
             self._worker = None
-        for task in list(self._in_flight):
+        # In-flight batches fail their members themselves when cancelled (see _send); wait for
+        # them so that no task outlives the batcher.
+        in_flight = list(self._in_flight)
+        for task in in_flight:
             task.cancel()
+        await asyncio.gather(*in_flight, return_exceptions=True)
         while self._queue:
             item = self._queue.popleft()
             if not item.future.done():
-                item.future.set_exception(ServingError(f"{self.model}: the service is stopping"))
+                item.future.set_exception(self._stopping())
 
     async def submit(
         self, inputs: Mapping[str, np.ndarray], timeout: float | None = None
@@ -124,11 +129,13 @@ class MicroBatcher:
             self.stats.rejected += 1
             raise QueueFullError(self.model, self._retry_after())
         budget = self.config.timeout if timeout is None else timeout
+        if not inputs:
+            raise ValueError(f"{self.model}: no inputs to run")
         rows = int(next(iter(inputs.values())).shape[0])
         future: asyncio.Future[InferenceResult] = asyncio.get_running_loop().create_future()
         item = _Item(inputs, rows, time.monotonic() + budget, future)
         self._live += 1
-        future.add_done_callback(self._release)
+        future.add_done_callback(lambda _: self._release(item))
         if self.config.enabled:
             self._queue.append(item)
             self._wakeup.set()
@@ -139,17 +146,25 @@ class MicroBatcher:
         except TimeoutError:
             self.stats.timed_out += 1
             future.cancel()
+            self._release(item)  # now, not from the done callback one loop step later
             raise InferenceTimeoutError(
                 f"{self.model}: no result within {budget:.3g} s (deadline)"
             ) from None
         except asyncio.CancelledError:
             future.cancel()  # the caller went away: its slot is free from now on
+            self._release(item)
             raise
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _release(self, _: asyncio.Future[InferenceResult]) -> None:
-        self._live -= 1
+    def _release(self, item: _Item) -> None:
+        """Give ``item``'s slot back (once: called early by submit, then by the done callback)."""
+        if not item.released:
+            item.released = True
+            self._live -= 1
+
+    def _stopping(self) -> ServingError:
+        return ServingError(f"{self.model}: the service is stopping")
 
     def _retry_after(self) -> float:
         """A hint for clients: roughly how long the current backlog takes to drain."""
@@ -185,12 +200,15 @@ class MicroBatcher:
             return False
         batch: list[_Item] = []
         rows = 0
-        while self._queue and rows + self._queue[0].rows <= self.config.max_batch_size:
-            item = self._queue.popleft()
-            if item.future.done():
+        while self._queue:
+            head = self._queue[0]
+            if head.future.done():  # abandoned: skip it without counting its rows
+                self._queue.popleft()
                 continue
-            batch.append(item)
-            rows += item.rows
+            if rows + head.rows > self.config.max_batch_size:
+                break
+            batch.append(self._queue.popleft())
+            rows += head.rows
         if not batch and self._queue:  # a single item larger than the batch goes alone
             batch.append(self._queue.popleft())
         if batch:
@@ -214,15 +232,25 @@ class MicroBatcher:
     async def _send(self, batch: list[_Item]) -> None:
         self.stats.batches += 1
         self.stats.items += len(batch)
-        names = list(batch[0].inputs)
-        merged = (
-            dict(batch[0].inputs)
-            if len(batch) == 1
-            else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
-        )
         budget = max(item.deadline for item in batch) - time.monotonic()
         try:
+            # Merging is inside the try: inputs that cannot be concatenated (another name or
+            # trailing shape) fail this batch's members instead of killing the task silently.
+            names = list(batch[0].inputs)
+            merged = (
+                dict(batch[0].inputs)
+                if len(batch) == 1
+                else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
+            )
             result = await self.client.infer(self.model, merged, timeout=max(budget, 0.001))
+            _check_rows(self.model, result, sum(item.rows for item in batch))
+        except asyncio.CancelledError:
+            # Only close() cancels a batch: its members are no longer in the queue, so fail them
+            # here rather than leave their callers waiting for their deadline.
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(self._stopping())
+            raise
         except Exception as error:
             self.stats.failed += 1
             if not isinstance(error, ServingError):
@@ -241,3 +269,12 @@ class MicroBatcher:
                 }
                 item.future.set_result(InferenceResult(outputs, result.model_version))
             offset += item.rows
+
+
+def _check_rows(model: str, result: InferenceResult, rows: int) -> None:
+    """Every output must have one row per input row, or the scatter would misalign."""
+    for name, value in result.outputs.items():
+        if value.shape[0] != rows:
+            raise InferenceFailedError(
+                f"{model}: output {name!r} has {value.shape[0]} rows for {rows} input rows"
+            )
