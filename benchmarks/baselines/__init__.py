@@ -1,0 +1,1 @@
+"""Baseline servers the benchmarks compare TritonGate with (each run by uvicorn in a subprocess)."""

@@ -1,0 +1,1 @@
+"""Test helpers for the benchmark runner (a fake HTTP target)."""
