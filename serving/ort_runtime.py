@@ -80,6 +80,12 @@ def _tensorrt_options(accelerator: Mapping[str, Any], device_id: int) -> dict[st
     return options
 
 
+def _int_parameter(config: Mapping[str, Any], key: str) -> int:
+    """A numeric ``parameters`` entry of a Triton config (the ORT backend's keys), 0 if absent."""
+    value = config.get("parameters", {}).get(key, {}).get("string_value", "0")
+    return int(value)
+
+
 def provider_names(providers: Sequence[ProviderEntry]) -> list[str]:
     return [p if isinstance(p, str) else p[0] for p in providers]
 
@@ -94,6 +100,8 @@ class OrtModel:
         outputs: Sequence[TensorSpec],
         providers: Sequence[ProviderEntry] = ("CPUExecutionProvider",),
         max_batch_size: int = 0,
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
     ) -> None:
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
@@ -101,6 +109,11 @@ class OrtModel:
         self.requested_providers = tuple(providers)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = intra_op_threads  # 0: ONNX Runtime's default (all cores)
+        options.inter_op_num_threads = inter_op_threads
+        # Idle pool threads spin by default, burning CPU that the API and other models share
+        # on small machines; a batch barely notices the difference.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=list(providers)
         )
@@ -129,6 +142,8 @@ class OrtModel:
             [tensor_from_config(entry) for entry in config["output"]],
             providers=providers,
             max_batch_size=int(config.get("max_batch_size", 0)),
+            intra_op_threads=_int_parameter(config, "intra_op_thread_count"),
+            inter_op_threads=_int_parameter(config, "inter_op_thread_count"),
         )
 
     @property
