@@ -31,7 +31,7 @@ from serving.errors import (
 from serving.model_config import config_path, load_model_config
 from serving.model_repository import MODEL_FILENAME, model_versions
 from serving.ort_runtime import OrtModel, RequestError, tensor_from_config
-from serving.specs import TensorSpec
+from serving.specs import MODEL_SPECS, TensorSpec
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,15 @@ def _translate(error: InferenceServerException, model: str) -> ServingError:
 class TritonGrpcClient:
     """:class:`InferenceClient` over ``tritonclient.grpc.aio``."""
 
-    def __init__(self, url: str, specs: Mapping[str, Sequence[TensorSpec]] | None = None) -> None:
+    def __init__(self, url: str) -> None:
         import tritonclient.grpc.aio as grpcclient
 
         self._grpc = grpcclient
         self.url = url
         self._client = grpcclient.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)
-        # model → output names to request; filled from the server's config on first use.
+        # model → output names to request: ours from the specs, others from the server's config.
         self._outputs: dict[str, list[str]] = {
-            model: [spec.name for spec in outputs] for model, outputs in (specs or {}).items()
+            name: [output.name for output in spec.outputs] for name, spec in MODEL_SPECS.items()
         }
 
     async def _output_names(self, model: str) -> list[str]:
