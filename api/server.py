@@ -94,7 +94,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
     """Run until interrupted; the exit code."""
-    env = dict(os.environ)
+    env = {**os.environ, **settings.to_environment()}
     triton: LocalTriton | None = None
     api: subprocess.Popen[bytes] | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)

@@ -15,6 +15,7 @@ import numpy as np
 
 from serving.batching import MicroBatcher
 from serving.detection import Detection, decode_image, postprocess, preprocess
+from serving.errors import ModelNotReadyError
 from serving.specs import YOLOS
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -48,6 +49,8 @@ class ObjectDetector:
         self.max_pixels = max_pixels
 
     async def detect(self, data: bytes, threshold: float) -> DetectionResult:
+        if not self.labels:
+            raise ModelNotReadyError(f"{self.batcher.model}: no labels (is the model exported?)")
         loop = asyncio.get_running_loop()
         pixels, size = await loop.run_in_executor(self.executor, _prepare, data, self.max_pixels)
         (pixel_values,) = YOLOS.inputs

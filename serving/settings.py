@@ -5,8 +5,10 @@ Every variable has the ``TRITONGATE_`` prefix, e.g. ``TRITONGATE_MODEL_REPOSITOR
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "TRITONGATE_"
@@ -33,6 +35,27 @@ class ServingSettings(BaseSettings):
     triton_grpc_port: int | None = None
     triton_metrics_port: int | None = None
     triton_startup_timeout: float = 180.0
+
+    def to_environment(self) -> dict[str, str]:
+        """These settings as ``TRITONGATE_*`` variables, so child processes (API workers) read
+        exactly what this process resolved, command-line overrides included."""
+        variables = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                text = value.get_secret_value()
+            elif isinstance(value, Path):
+                text = str(value.resolve())
+            elif isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                text = str(value)
+            else:
+                text = json.dumps(value, default=str)
+            variables[f"{ENV_PREFIX}{name.upper()}"] = text
+        return variables
 
     @property
     def data_home(self) -> Path:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.batching import MicroBatcher
+from serving.errors import InferenceFailedError, ModelNotReadyError
 from serving.specs import NEWSGROUPS
 
 
@@ -35,8 +36,15 @@ class TextClassifier:
 
     async def classify(self, texts: Sequence[str]) -> list[Classification]:
         """One classification per text, in order (sent as one multi-row item)."""
+        if not self.labels:
+            raise ModelNotReadyError(f"{self.batcher.model}: no labels (is the model exported?)")
         result = await self.batcher.submit(text_inputs(texts))
         probabilities = result.outputs["probabilities"]
+        if probabilities.shape[-1] != len(self.labels):
+            raise InferenceFailedError(
+                f"{self.batcher.model}: {probabilities.shape[-1]} probabilities for "
+                f"{len(self.labels)} labels"
+            )
         return [
             Classification(
                 category=self.labels[int(np.argmax(row))],
