@@ -130,6 +130,7 @@ def test_serve_runs_triton_and_the_api_until_interrupted(
         stdout=subprocess.DEVNULL,
         text=True,
         env={**_env(tmp_path), "TRITONGATE_WORKERS": str(workers)},
+        cwd=tmp_path,  # nothing may come from the checkout's own model_repository
     )
     try:
         _read_until(process, r"TritonGate API ready", timeout=180)
