@@ -6,6 +6,7 @@ Body shape everywhere: ``{"detail": "<message>"}`` (FastAPI's own convention).
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -30,10 +31,42 @@ class ApiError(Exception):
     """A client or service error raised by the API's own code."""
 
     status_code = 400
+    headers: ClassVar[dict[str, str]] = {}
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class EmailAlreadyExistsError(ApiError):
+    """Registration or an email change hit an address that is taken (the book's 400)."""
+
+    def __init__(self, detail: str = "Email already exists") -> None:
+        super().__init__(detail)
+
+
+class NotAuthenticatedError(ApiError):
+    """No credentials, or a token or key that is unknown, expired or revoked."""
+
+    status_code = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class PermissionDeniedError(ApiError):
+    """Authenticated, but not allowed (not the author, not an admin)."""
+
+    status_code = 403
+
+
+class CsrfError(PermissionDeniedError):
+    """A cookie-authenticated write without a matching ``x-csrf-token`` header."""
+
+    def __init__(self, detail: str = "CSRF token missing or invalid") -> None:
+        super().__init__(detail)
+
+
+class NotFoundError(ApiError):
+    status_code = 404
 
 
 class PayloadTooLargeError(ApiError):
@@ -73,11 +106,12 @@ def status_for(error: Exception) -> int:
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    """Map :class:`ApiError`, serving and image errors to their HTTP responses."""
+    """Map :class:`ApiError` (auth, permissions, CSRF, not found, input), serving and image
+    errors to their HTTP responses."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
         status = status_for(error)
-        headers = {}
+        headers = dict(error.headers) if isinstance(error, ApiError) else {}
         if status == 503:
             wait = error.retry_after if isinstance(error, QueueFullError) else retry_after_s
             headers["Retry-After"] = str(max(1, math.ceil(wait)))

@@ -1,4 +1,8 @@
-"""The FastAPI application: ``create_app(settings)``; nothing connects until the lifespan runs."""
+"""The FastAPI application: ``create_app(settings)``; nothing connects until the lifespan runs.
+
+The lifespan opens the database (applying migrations when ``TRITONGATE_MIGRATE_ON_STARTUP``),
+then starts the inference services; shutdown closes them in the reverse order.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
+from api import migrate
+from api.auth import API_KEY_HEADER, get_principal
 from api.config import Settings
+from api.csrf import CSRF_HEADER
+from api.db import Database
 from api.errors import install_error_handlers
-from api.routes import detect, health, models, predict
+from api.routes import api_keys, auth, comments, detect, health, models, posts, predict, users
 from api.services import start_services
 
 logger = logging.getLogger(__name__)
@@ -19,18 +28,40 @@ DESCRIPTION = """
 TritonGate serves a 20 Newsgroups text classifier and the YOLOS object detector through NVIDIA
 Triton Inference Server, with front-end micro-batching. Overload and an unavailable Triton give
 503 with `Retry-After`; a missed deadline gives 504.
+
+Accounts and the blog: register at `/register`, get a bearer token at `/token` (the
+"Authorize" button does it), or log in a browser with `/login` (cookie + CSRF header). Programs
+can use API keys (`X-API-Key`). The inference endpoints need one of them unless the server runs
+with `TRITONGATE_INFERENCE_AUTH=open`.
 """
 
 
-def create_app(settings: Settings) -> FastAPI:
+async def open_database(settings: Settings) -> Database:
+    database = Database.from_settings(settings)
+    if settings.migrate_on_startup:
+        try:
+            await migrate.upgrade(database.engine)
+        except BaseException:
+            await database.close()
+            raise
+    return database
+
+
+def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
+    """The API. ``inference=False`` leaves out the models (no inference client, no inference,
+    model or readiness routes): the accounts and blog API alone, as its tests use it."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await start_services(settings)
-        app.state.services = services
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            database = await open_database(settings)
+            stack.push_async_callback(database.close)
+            app.state.database = database
+            if inference:
+                services = await start_services(settings)
+                stack.push_async_callback(services.close)
+                app.state.services = services
             yield
-        finally:
-            await services.close()
 
     app = FastAPI(
         title="TritonGate",
@@ -40,7 +71,22 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app, settings.retry_after_s)
-    for module in (predict, detect, models, health):
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type", API_KEY_HEADER, CSRF_HEADER],
+        )
+    if inference:
+        guarded = [Depends(get_principal)] if settings.inference_auth == "required" else []
+        for module in (predict, detect):
+            app.include_router(module.router, dependencies=guarded)
+        app.include_router(models.router)
+        app.include_router(health.ready_router)
+    app.include_router(health.live_router)
+    for module in (auth, users, api_keys, posts, comments):
         app.include_router(module.router)
     return app
 

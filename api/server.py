@@ -1,14 +1,16 @@
 """``tritongate serve``: local Triton (unless one is configured) plus the API, run together.
 
 The API runs under uvicorn for one worker and under gunicorn with uvicorn workers for several
-(no preload: every worker builds its own inference client and batchers in its lifespan). The
-command waits until the API reports ready, restarts a local Triton that dies (same ports, so
-the API's connections recover by themselves), and on Ctrl-C or SIGTERM stops the API first
-(graceful) and then Triton.
+(no preload: every worker builds its own inference client and batchers in its lifespan). Before
+any worker starts, the database is migrated once here, so workers starting together find it
+ready (each still checks under a lock, see ``api/migrate.py``). The command waits until the API
+reports ready, restarts a local Triton that dies (same ports, so the API's connections recover
+by themselves), and on Ctrl-C or SIGTERM stops the API first (graceful) and then Triton.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -20,7 +22,10 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from api.config import Settings
+from api.migrate import migrate_database, safe_url
 from serving.launcher import LocalTriton, TritonLaunchError
 
 logger = logging.getLogger(__name__)
@@ -99,6 +104,9 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
     api: subprocess.Popen[bytes] | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
+        if settings.migrate_on_startup:
+            asyncio.run(migrate_database(settings))
+            log(f"database ready: {safe_url(settings.database_url)}")
         if settings.inference_backend == "triton" and not settings.triton_url:
             triton = LocalTriton.from_settings(settings)
             log("starting local tritonserver and loading models…")
@@ -117,6 +125,9 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
         return 0
     except (TritonLaunchError, ServeError) as error:
         log(f"error: {error}")
+        return 1
+    except (SQLAlchemyError, OSError) as error:
+        log(f"error: the database at {safe_url(settings.database_url)} failed: {error}")
         return 1
     finally:
         if api is not None:

@@ -8,16 +8,18 @@ from fastapi.responses import JSONResponse
 from api.deps import ServicesDep
 from api.schemas import Liveness, Readiness
 
-router = APIRouter(prefix="/health", tags=["health"])
+# Liveness alone (an app without inference: `live_router`), or liveness and readiness.
+live_router = APIRouter(prefix="/health", tags=["health"])
+ready_router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live")
+@live_router.get("/live")
 async def live() -> Liveness:
     """The process is up and its event loop answers."""
     return Liveness()
 
 
-@router.get("/ready", responses={503: {"model": Readiness, "description": "Not ready"}})
+@ready_router.get("/ready", responses={503: {"model": Readiness, "description": "Not ready"}})
 async def ready(services: ServicesDep) -> Readiness:
     """Triton is reachable and every model is ready; 503 with the reasons otherwise."""
     client = services.client

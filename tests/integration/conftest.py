@@ -8,6 +8,7 @@ the suite still runs everywhere.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import Iterator
@@ -18,6 +19,15 @@ import pytest
 from serving.launcher import LocalTriton
 from serving.settings import ServingSettings
 from tests.helpers.newsgroups_corpus import write_newsgroups_archive
+from tests.integration.databases import (
+    DATABASE_KINDS,
+    copy_sqlite,
+    empty_tables,
+    fresh_postgres_database,
+    postgres_server_url,
+    sqlite_url,
+    upgrade_to_head,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COMMITTED_REPOSITORY = PROJECT_ROOT / "model_repository"
@@ -88,3 +98,34 @@ def triton(
     server.start()
     yield server
     server.stop()
+
+
+# Databases: every test of the accounts and blog API runs on SQLite, and on PostgreSQL when
+# TEST_DATABASE_URL is set (skipped with the reason otherwise).
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once; each test gets a copy."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    asyncio.run(upgrade_to_head(sqlite_url(path)))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    server = postgres_server_url()
+    for url in fresh_postgres_database(server):
+        asyncio.run(upgrade_to_head(url))
+        yield url
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database at the latest migration: a SQLite copy, or PostgreSQL emptied."""
+    if request.param == "sqlite":
+        return copy_sqlite(request.getfixturevalue("sqlite_template"), tmp_path / "test.db")
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(empty_tables(url))
+    return url

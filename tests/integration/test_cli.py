@@ -129,7 +129,11 @@ def test_serve_runs_triton_and_the_api_until_interrupted(
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
-        env={**_env(tmp_path), "TRITONGATE_WORKERS": str(workers)},
+        env={
+            **_env(tmp_path),
+            "TRITONGATE_WORKERS": str(workers),
+            "TRITONGATE_INFERENCE_AUTH": "open",  # as `make run` does
+        },
         cwd=tmp_path,  # nothing may come from the checkout's own model_repository
     )
     try:
@@ -139,6 +143,12 @@ def test_serve_runs_triton_and_the_api_until_interrupted(
         assert reply.status_code == 200, reply.text
         assert reply.json()["model_version"] == "1"
         assert httpx.get(f"{base}/health/ready").status_code == 200
+        # The database was migrated before the workers started: accounts work at once.
+        registered = httpx.post(
+            f"{base}/register", json={"email": "serve@example.com", "password": "long enough"}
+        )
+        assert registered.status_code == 201, registered.text
+        assert (tmp_path / "tritongate.db").is_file()
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=90) == 0
     finally:

@@ -1,0 +1,115 @@
+"""Who is calling: a bearer token, an API key or the login cookie, as ``Annotated`` dependencies.
+
+The three security schemes are declared to OpenAPI, so the docs' "Authorize" dialog offers the
+OAuth2 password flow (``POST /token``) and the ``X-API-Key`` header. Credentials are tried in that
+order; the first one present decides (an invalid one is a 401, never a fall-through). A request
+authenticated by the cookie must also pass the CSRF check when it writes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
+
+from api.crud import api_keys as api_keys_crud
+from api.crud import tokens as tokens_crud
+from api.csrf import check_csrf
+from api.db import SessionDep
+from api.deps import SettingsDep
+from api.errors import ApiError, NotAuthenticatedError, PermissionDeniedError
+from api.models import User
+
+TOKEN_COOKIE = "token"  # the book's TOKEN_COOKIE_NAME
+API_KEY_HEADER = "X-API-Key"
+
+bearer_scheme = OAuth2PasswordBearer(
+    tokenUrl="/token",
+    scheme_name="OAuth2PasswordBearer",
+    description="`POST /token` with your email and password; send `Authorization: Bearer …`.",
+    auto_error=False,
+)
+api_key_scheme = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name="APIKeyHeader",
+    description="A key created at `POST /users/me/api-keys`.",
+    auto_error=False,
+)
+cookie_scheme = APIKeyCookie(
+    name=TOKEN_COOKIE,
+    scheme_name="TokenCookie",
+    description="Set by `POST /login`; writes also need the `x-csrf-token` header.",
+    auto_error=False,
+)
+
+AuthMethod = Literal["bearer", "api_key", "cookie"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated user and how they authenticated."""
+
+    user: User
+    method: AuthMethod
+    # The stored hash of the access token used (bearer and cookie), for logout.
+    token_hash: str | None = None
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    bearer: Annotated[str | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+    cookie: Annotated[str | None, Depends(cookie_scheme)],
+) -> Principal:
+    """The caller, or 401 (403 for a cookie-authenticated write without a valid CSRF header)."""
+    if bearer:
+        token = await tokens_crud.get_valid_token(session, bearer)
+        if token is None:
+            raise NotAuthenticatedError("Invalid, expired or revoked token")
+        return Principal(token.user, "bearer", token.token_hash)
+    if api_key:
+        user = await api_keys_crud.get_user_by_api_key(session, api_key)
+        if user is None:
+            raise NotAuthenticatedError("Invalid API key")
+        return Principal(user, "api_key")
+    if cookie:
+        token = await tokens_crud.get_valid_token(session, cookie)
+        if token is None:
+            raise NotAuthenticatedError("Invalid, expired or revoked session cookie")
+        check_csrf(request, settings.secret_key_value)
+        return Principal(token.user, "cookie", token.token_hash)
+    raise NotAuthenticatedError("Not authenticated")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    return principal.user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_token_hash(principal: CurrentPrincipal) -> str:
+    """The stored hash of the access token (bearer or cookie) this request came with; 400 for
+    a request authenticated by an API key."""
+    if principal.token_hash is None:
+        raise ApiError("This request needs an access token (bearer or cookie), not an API key")
+    return principal.token_hash
+
+
+CurrentTokenHash = Annotated[str, Depends(get_current_token_hash)]
+
+
+async def get_admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise PermissionDeniedError("Admin rights required")
+    return user
+
+
+AdminUser = Annotated[User, Depends(get_admin_user)]

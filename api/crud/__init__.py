@@ -1,0 +1,1 @@
+"""Database operations, one module per table; routes call these, never raw queries."""

@@ -1,0 +1,51 @@
+"""API keys: created with a name, shown once, stored as SHA-256, deleted by their owner."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api import security
+from api.models import ApiKey, User
+
+
+async def create_api_key(session: AsyncSession, user: User, name: str) -> tuple[str, ApiKey]:
+    """A new key for ``user``: the value (return it once, it is not stored) and its row."""
+    key = security.new_api_key()
+    row = ApiKey(
+        user_id=user.id,
+        name=name,
+        prefix=security.api_key_display_prefix(key),
+        key_hash=security.hash_secret(key),
+    )
+    session.add(row)
+    await session.commit()
+    return key, row
+
+
+async def list_api_keys(session: AsyncSession, user_id: int) -> Sequence[ApiKey]:
+    result = await session.execute(
+        select(ApiKey).where(ApiKey.user_id == user_id).order_by(ApiKey.id)
+    )
+    return result.scalars().all()
+
+
+async def get_user_by_api_key(session: AsyncSession, key: str) -> User | None:
+    """The active owner of this key, else ``None``."""
+    result = await session.execute(
+        select(User)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == security.hash_secret(key), User.is_active.is_(True))
+    )
+    return result.scalar_one_or_none()
+
+
+async def delete_api_key(session: AsyncSession, user_id: int, key_id: int) -> bool:
+    """Delete one of the user's keys; ``False`` if the user has no key with that id."""
+    result = await session.execute(
+        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
+    )
+    await session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,42 @@
+"""A user's API keys (``/users/me/api-keys``): for programmatic clients, sent as ``X-API-Key``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.auth import CurrentUser
+from api.crud import api_keys as api_keys_crud
+from api.db import SessionDep
+from api.errors import NotFoundError
+from api.schemas.users import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+
+router = APIRouter(prefix="/users/me/api-keys", tags=["api keys"])
+
+
+@router.get("")
+async def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
+    """Your keys: names and prefixes only, never the keys themselves."""
+    return [
+        ApiKeyRead.model_validate(key)
+        for key in await api_keys_crud.list_api_keys(session, user.id)
+    ]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> ApiKeyCreated:
+    """A new key, shown this once (only its hash is stored)."""
+    key, row = await api_keys_crud.create_api_key(session, user, body.name)
+    return ApiKeyCreated(
+        id=row.id, name=row.name, prefix=row.prefix, created_at=row.created_at, key=key
+    )
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={404: {"description": "You have no key with this id"}},
+)
+async def delete_key(key_id: int, user: CurrentUser, session: SessionDep) -> None:
+    """Delete a key; requests with it fail from now on."""
+    if not await api_keys_crud.delete_api_key(session, user.id, key_id):
+        raise NotFoundError(f"API key {key_id} not found")

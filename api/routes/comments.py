@@ -1,0 +1,23 @@
+"""Comments by id: only a comment's author (or an admin) may delete it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from api.crud import comments as comments_crud
+from api.db import SessionDep
+from api.resources import OwnedComment
+
+router = APIRouter(prefix="/comments", tags=["posts"])
+
+
+@router.delete(
+    "/{comment_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        403: {"description": "Not the author or an admin"},
+        404: {"description": "No such comment"},
+    },
+)
+async def delete_comment(comment: OwnedComment, session: SessionDep) -> None:
+    await comments_crud.delete_comment(session, comment)

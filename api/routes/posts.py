@@ -1,0 +1,80 @@
+"""The blog: posts and their comments. Reading is public; writing needs a logged-in user, and
+only a post's author (or an admin) may edit or delete it."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from api.auth import CurrentUser
+from api.crud import comments as comments_crud
+from api.crud import posts as posts_crud
+from api.db import SessionDep
+from api.pagination import PageDep
+from api.resources import ExistingPostId, OwnedPost, PostDep
+from api.schemas.comments import CommentCreate, CommentRead
+from api.schemas.posts import PostCreate, PostPartialUpdate, PostRead, PostSummary
+
+router = APIRouter(prefix="/posts", tags=["posts"])
+
+NOT_FOUND = {404: {"description": "No such post"}}
+FORBIDDEN = {403: {"description": "Not the author or an admin"}}
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_post(user: CurrentUser, body: PostCreate, session: SessionDep) -> PostRead:
+    post = await posts_crud.create_post(session, user.id, body)
+    return PostRead.model_validate(post)
+
+
+@router.get("")
+async def list_posts(
+    page: PageDep,
+    session: SessionDep,
+    author_id: Annotated[int | None, Query(description="Only this author's posts.")] = None,
+) -> list[PostSummary]:
+    """Newest first, without comments; `limit` is capped at 100."""
+    posts = await posts_crud.list_posts(
+        session, skip=page.skip, limit=page.limit, author_id=author_id
+    )
+    return [PostSummary.model_validate(post) for post in posts]
+
+
+@router.get("/{post_id}", responses=NOT_FOUND)
+async def read_post(post: PostDep) -> PostRead:
+    """One post with its comments."""
+    return PostRead.model_validate(post)
+
+
+@router.patch("/{post_id}", responses={**NOT_FOUND, **FORBIDDEN})
+async def update_post(post: OwnedPost, body: PostPartialUpdate, session: SessionDep) -> PostRead:
+    """Change only the fields sent."""
+    changes = body.model_dump(exclude_unset=True, exclude_none=True)
+    post = await posts_crud.update_post(session, post, changes)
+    return PostRead.model_validate(post)
+
+
+@router.delete(
+    "/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **FORBIDDEN}
+)
+async def delete_post(post: OwnedPost, session: SessionDep) -> None:
+    """Delete the post and its comments."""
+    await posts_crud.delete_post(session, post)
+
+
+@router.post("/{post_id}/comments", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+async def create_comment(
+    user: CurrentUser, post_id: ExistingPostId, body: CommentCreate, session: SessionDep
+) -> CommentRead:
+    comment = await comments_crud.create_comment(session, post_id, user.id, body)
+    return CommentRead.model_validate(comment)
+
+
+@router.get("/{post_id}/comments", responses=NOT_FOUND)
+async def list_comments(
+    post_id: ExistingPostId, page: PageDep, session: SessionDep
+) -> list[CommentRead]:
+    """Oldest first; `limit` is capped at 100."""
+    comments = await comments_crud.list_comments(session, post_id, skip=page.skip, limit=page.limit)
+    return [CommentRead.model_validate(comment) for comment in comments]

@@ -1,0 +1,100 @@
+"""Users, login tokens and API keys (the book's chapter 7 schemas, extended)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from api.models import API_KEY_NAME_MAX_LENGTH
+
+PASSWORD_MIN_LENGTH = 8
+PASSWORD_MAX_LENGTH = 256
+
+
+def _lowercase(value: str) -> str:
+    return value.lower()
+
+
+# Addresses are compared case-insensitively: stored and looked up in lower case.
+Email = Annotated[EmailStr, AfterValidator(_lowercase)]
+Password = Annotated[
+    str,
+    Field(
+        min_length=PASSWORD_MIN_LENGTH,
+        max_length=PASSWORD_MAX_LENGTH,
+        description=f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters.",
+    ),
+]
+
+
+class UserBase(BaseModel):
+    email: Email
+
+
+class UserCreate(UserBase):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"email": "ada@example.com", "password": "correct horse"}]}
+    )
+
+    password: Password
+
+
+class UserUpdate(BaseModel):
+    """``PATCH /users/me``: any of the fields; a new password ends the other sessions."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [{"email": "ada@example.org"}]})
+
+    email: Email | None = None
+    password: Password | None = None
+
+
+class UserRead(UserBase):
+    """A user as the API shows it: never the password hash."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    is_active: bool
+    is_admin: bool
+    created_at: datetime
+
+
+class Token(BaseModel):
+    """The OAuth2 token response (what the docs' Authorize button expects)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"access_token": "x1Y...", "token_type": "bearer", "expires_in": 86400},
+            ]
+        }
+    )
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class CsrfToken(BaseModel):
+    csrf_token: str = Field(description="Send it back in the `x-csrf-token` header.")
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "benchmarks"}]})
+
+    name: str = Field(min_length=1, max_length=API_KEY_NAME_MAX_LENGTH)
+
+
+class ApiKeyRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyRead):
+    key: str = Field(description="The key itself, shown this once: send it as `X-API-Key`.")
