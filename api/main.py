@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from api import migrate
 from api.auth import API_KEY_HEADER, get_principal
@@ -19,8 +20,22 @@ from api.config import Settings
 from api.csrf import CSRF_HEADER
 from api.db import Database
 from api.errors import install_error_handlers
-from api.routes import api_keys, auth, comments, detect, health, models, posts, predict, users
+from api.routes import (
+    api_keys,
+    auth,
+    comments,
+    detect,
+    health,
+    models,
+    page,
+    posts,
+    predict,
+    stream,
+    users,
+)
+from api.routes.page import STATIC_DIR
 from api.services import start_services
+from api.shutdown import close_streams_on_stop
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +75,7 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
             if inference:
                 services = await start_services(settings)
                 stack.push_async_callback(services.close)
+                stack.callback(close_streams_on_stop(services.streams))
                 app.state.services = services
             yield
 
@@ -83,8 +99,11 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
         guarded = [Depends(get_principal)] if settings.inference_auth == "required" else []
         for module in (predict, detect):
             app.include_router(module.router, dependencies=guarded)
+        app.include_router(stream.router)  # authenticates its own handshake
         app.include_router(models.router)
         app.include_router(health.ready_router)
+        app.include_router(page.router)
+        app.mount("/assets", StaticFiles(directory=STATIC_DIR), name="assets")
     app.include_router(health.live_router)
     for module in (auth, users, api_keys, posts, comments):
         app.include_router(module.router)

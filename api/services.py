@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from api.config import Settings
+from api.streaming import OpenStreams
 from serving.batching import BatcherConfig, MicroBatcher
 from serving.client import InferenceClient, InProcessOrtClient, TritonGrpcClient
 from serving.detector import ObjectDetector
@@ -32,9 +33,11 @@ class Services:
     classifier: TextClassifier
     detector: ObjectDetector
     executor: ThreadPoolExecutor
+    streams: OpenStreams = field(default_factory=OpenStreams)
     refresher: asyncio.Task[None] | None = None
 
     async def close(self) -> None:
+        await self.streams.close_all()
         if self.refresher is not None:
             self.refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):

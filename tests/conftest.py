@@ -9,6 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.stack import (  # noqa: F401  (fixtures shared by every test folder)
+    exported_repository,
+    newsgroups_archive,
+    photos,
+    triton,
+)
+
 TESTS_DIR = Path(__file__).parent
 FOLDER_MARKERS = ("unit", "integration", "e2e")
 

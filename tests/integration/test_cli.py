@@ -18,8 +18,8 @@ import pytest
 
 from serving.client import TritonGrpcClient
 from serving.launcher import TritonPorts
-from tests.integration.conftest import copy_committed_configs
 from tests.integration.test_triton_server import _stub_processes
+from tests.stack import copy_committed_configs
 
 TRITONGATE = str(Path(sys.executable).parent / "tritongate")
 

@@ -1,0 +1,38 @@
+"""Streaming detection: the book's WebSocket at ``/object-detection`` (also ``/ws/detect``)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketState
+
+from api.streaming import CLOSE_POLICY_VIOLATION, DetectionStream
+from api.ws_auth import WebSocketAuthError, authenticate_websocket
+
+router = APIRouter(tags=["object detection"])
+
+
+async def detection_stream(websocket: WebSocket) -> None:
+    """Binary image frames in, one JSON result per processed frame out (see api/streaming.py)."""
+    services = websocket.app.state.services
+    settings = services.settings
+    if settings.inference_auth == "required":
+        try:
+            await authenticate_websocket(websocket, settings)
+        except WebSocketAuthError as error:
+            await websocket.close(CLOSE_POLICY_VIOLATION, str(error))
+            return
+    await websocket.accept()
+    stream = DetectionStream(
+        websocket,
+        services.detector,
+        threshold=settings.detection_threshold,
+        max_frame_bytes=settings.max_upload_bytes,
+    )
+    with services.streams.track(websocket):
+        await stream.run()
+    if websocket.application_state == WebSocketState.CONNECTED:
+        await websocket.close()
+
+
+router.add_api_websocket_route("/object-detection", detection_stream)
+router.add_api_websocket_route("/ws/detect", detection_stream)

@@ -1,0 +1,204 @@
+"""Streaming detection over one WebSocket: newest frame wins, results as JSON.
+
+Protocol (the book's chapter 13, extended):
+
+* client → server: binary messages, each one JPEG/PNG/WebP frame; optionally a text message
+  ``{"threshold": 0.5}`` to change the score threshold mid-stream;
+* server → client: one JSON message per processed frame,
+  ``{"frame": n, "objects": [{"box", "label", "score"}], "image_size": [w, h],
+  "latency_ms": ..., "dropped": k}`` where ``frame`` numbers received frames (from 1),
+  ``latency_ms`` runs from the frame's arrival to its result and ``dropped`` counts the frames
+  skipped since the previous result (replaced while waiting, refused as too large, or refused by
+  a full queue), so results' ``dropped`` plus the results add up to the frames sent; errors are ``{"error": "...", "frame": n}`` (``frame`` is
+  ``null`` for a bad text message) and the stream continues.
+
+Backpressure: at most one frame waits per connection, and a frame that arrives while one is
+waiting replaces it (the book's queue kept the older frame, which shows stale images). So a slow
+model never builds a backlog and latency does not grow with the stream's length. Frames of every
+connection go through the same per-model micro-batcher as REST requests.
+
+When Triton is unreachable the server sends an error message and closes with 1011; the client
+reconnects when it wants (the page does after a pause).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import WebSocket, WebSocketDisconnect
+
+from serving.batching import QueueFullError
+from serving.detection import ImageDecodeError
+from serving.detector import ObjectDetector
+from serving.errors import InferenceTimeoutError, InferenceUnavailableError, ServingError
+
+logger = logging.getLogger(__name__)
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY_VIOLATION = 1008
+CLOSE_INTERNAL_ERROR = 1011
+
+
+@dataclass
+class Frame:
+    number: int
+    data: bytes
+    received: float
+
+
+@dataclass
+class FrameSlot:
+    """Holds at most one frame; putting a frame into a full slot replaces (drops) the old one."""
+
+    frame: Frame | None = None
+    dropped: int = 0  # frames replaced or refused since the last result
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def put(self, frame: Frame) -> None:
+        if self.frame is not None:
+            self.dropped += 1
+        self.frame = frame
+        self.ready.set()
+
+    async def take(self) -> tuple[Frame, int]:
+        """The waiting frame and how many frames were skipped since the previous one taken."""
+        while self.frame is None:
+            self.ready.clear()
+            await self.ready.wait()
+        frame, self.frame = self.frame, None
+        dropped, self.dropped = self.dropped, 0
+        return frame, dropped
+
+
+class DetectionStream:
+    """One accepted WebSocket connection's receive and detect loops."""
+
+    def __init__(
+        self,
+        websocket: WebSocket,
+        detector: ObjectDetector,
+        threshold: float,
+        max_frame_bytes: int,
+    ) -> None:
+        self.websocket = websocket
+        self.detector = detector
+        self.threshold = threshold
+        self.max_frame_bytes = max_frame_bytes
+        self.slot = FrameSlot()
+        self.received = 0
+        self.processed = 0
+
+    async def run(self) -> None:
+        """Until the client leaves or the stream must close; the socket is closed on return."""
+        receiver = asyncio.create_task(self._receive_loop(), name="ws-receive")
+        detector = asyncio.create_task(self._detect_loop(), name="ws-detect")
+        try:
+            done, _ = await asyncio.wait({receiver, detector}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # re-raise what ended the stream
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for task in (receiver, detector):
+                task.cancel()
+            await asyncio.gather(receiver, detector, return_exceptions=True)
+
+    async def _receive_loop(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                raise WebSocketDisconnect(message.get("code", 1000))
+            data = message.get("bytes")
+            if data is not None:
+                await self._on_frame(data)
+            elif message.get("text") is not None:
+                await self._on_settings(message["text"])
+
+    async def _on_frame(self, data: bytes) -> None:
+        self.received += 1
+        if len(data) > self.max_frame_bytes:
+            self.slot.dropped += 1
+            limit = self.max_frame_bytes
+            await self._send({"error": f"frame over {limit} bytes", "frame": self.received})
+            return
+        self.slot.put(Frame(self.received, data, time.monotonic()))
+
+    async def _on_settings(self, text: str) -> None:
+        try:
+            settings = json.loads(text)
+            threshold = float(settings["threshold"])
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError("threshold must be between 0 and 1")
+        except (ValueError, KeyError, TypeError) as error:
+            await self._send({"error": f"bad settings message: {error}", "frame": None})
+            return
+        self.threshold = threshold
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await self.websocket.send_json(payload)
+
+    async def _detect_loop(self) -> None:
+        while True:
+            frame, dropped = await self.slot.take()
+            try:
+                result = await self.detector.detect(frame.data, self.threshold)
+            except ImageDecodeError as error:
+                self.slot.dropped += dropped  # skipped frames still count toward the next result
+                await self._send({"error": str(error), "frame": frame.number})
+                continue
+            except (QueueFullError, InferenceTimeoutError) as error:
+                self.slot.dropped += dropped + 1  # carried to the next result
+                await self._send({"error": str(error), "frame": frame.number})
+                continue
+            except InferenceUnavailableError as error:
+                await self._send({"error": str(error), "frame": frame.number})
+                await self.websocket.close(CLOSE_INTERNAL_ERROR, "inference unavailable")
+                return
+            except ServingError as error:
+                self.slot.dropped += dropped
+                await self._send({"error": str(error), "frame": frame.number})
+                continue
+            self.processed += 1
+            await self.websocket.send_json(
+                {
+                    "frame": frame.number,
+                    "objects": [
+                        {"box": list(obj.box), "label": obj.label, "score": obj.score}
+                        for obj in result.objects
+                    ],
+                    "image_size": list(result.image_size),
+                    "latency_ms": (time.monotonic() - frame.received) * 1000.0,
+                    "dropped": dropped,
+                }
+            )
+
+
+class OpenStreams:
+    """The live streams of this process, so shutdown can close them with 1001 (going away)."""
+
+    def __init__(self) -> None:
+        self._sockets: set[WebSocket] = set()
+
+    def __len__(self) -> int:
+        return len(self._sockets)
+
+    @contextlib.contextmanager
+    def track(self, websocket: WebSocket):  # type: ignore[no-untyped-def]
+        self._sockets.add(websocket)
+        try:
+            yield
+        finally:
+            self._sockets.discard(websocket)
+
+    async def close_all(self) -> None:
+        for websocket in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
+        self._sockets.clear()
