@@ -55,6 +55,16 @@ class Principal:
     method: AuthMethod
     # The stored hash of the access token used (bearer and cookie), for logout.
     token_hash: str | None = None
+    # An API key's admin scope (tokens and the cookie carry the user's full rights).
+    key_admin_scope: bool = False
+
+    @property
+    def is_admin(self) -> bool:
+        """Admin rights for this request: an admin user, and through an API key only with the
+        key's admin scope."""
+        if self.method == "api_key":
+            return self.user.is_admin and self.key_admin_scope
+        return self.user.is_admin
 
 
 async def get_principal(
@@ -72,10 +82,10 @@ async def get_principal(
             raise NotAuthenticatedError("Invalid, expired or revoked token")
         return Principal(token.user, "bearer", token.token_hash)
     if api_key:
-        user = await api_keys_crud.get_user_by_api_key(session, api_key)
-        if user is None:
+        row = await api_keys_crud.get_api_key(session, api_key)
+        if row is None:
             raise NotAuthenticatedError("Invalid API key")
-        return Principal(user, "api_key")
+        return Principal(row.user, "api_key", key_admin_scope=row.is_admin)
     if cookie:
         token = await tokens_crud.get_valid_token(session, cookie)
         if token is None:
@@ -106,10 +116,20 @@ async def get_current_token_hash(principal: CurrentPrincipal) -> str:
 CurrentTokenHash = Annotated[str, Depends(get_current_token_hash)]
 
 
-async def get_admin_user(user: CurrentUser) -> User:
-    if not user.is_admin:
-        raise PermissionDeniedError("Admin rights required")
-    return user
+async def get_admin_principal(principal: CurrentPrincipal) -> Principal:
+    if not principal.is_admin:
+        detail = "Admin rights required"
+        if principal.method == "api_key" and principal.user.is_admin:
+            detail += ": this API key has no admin scope"
+        raise PermissionDeniedError(detail)
+    return principal
+
+
+AdminPrincipal = Annotated[Principal, Depends(get_admin_principal)]
+
+
+async def get_admin_user(principal: AdminPrincipal) -> User:
+    return principal.user
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]

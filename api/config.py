@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal, Self
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from serving.settings import ServingSettings
 
@@ -66,6 +67,55 @@ class Settings(ServingSettings):
     inference_auth: Literal["open", "required"] = "required"
     # Browsers on these origins may call the API with credentials (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
+
+    # Prediction cache (see the README's "Caching"): in-process LRU with a TTL, or Redis (shared
+    # by all workers) when REDIS_URL is set. Entries expire ``cache_ttl_s`` after they are written;
+    # at most ``cache_max_entries`` are kept (least recently used evicted first).
+    cache_enabled: bool = True
+    cache_ttl_s: float = Field(default=3600.0, gt=0)
+    cache_max_entries: int = Field(default=10_000, ge=1)
+    redis_url: SecretStr | None = None  # e.g. redis://:password@cache.internal:6379/0
+    cache_redis_prefix: str = Field(default="tritongate:cache:", min_length=1)
+    redis_timeout_s: float = Field(default=0.25, gt=0)  # per cache operation
+    # After a Redis failure the cache is bypassed this long before Redis is tried again.
+    cache_retry_interval_s: float = Field(default=1.0, gt=0)
+    # "Redis unavailable" is logged at most once per this interval (a metric counts every error).
+    cache_warning_interval_s: float = Field(default=30.0, gt=0)
+
+    # Metrics: GET /metrics (Prometheus text). With a token, /metrics needs
+    # "Authorization: Bearer <token>"; with a port, `tritongate serve` exposes the metrics of all
+    # workers on that port instead and the API port has no /metrics.
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # Multiprocess metrics directory that `tritongate serve` creates, cleans and hands to the
+    # workers as PROMETHEUS_MULTIPROC_DIR; unset: <work_dir>/prometheus/<port>.
+    metrics_dir: Path | None = None
+
+    # Logs: one format for ours, uvicorn's and gunicorn's; JSON lines with "json".
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    access_log: bool = False  # one INFO line per HTTP request (method, route, status, time)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def redis_url_value(self) -> str | None:
+        return (self.redis_url.get_secret_value() or None) if self.redis_url else None
+
+    @property
+    def metrics_token_value(self) -> str | None:
+        return (self.metrics_token.get_secret_value() or None) if self.metrics_token else None
+
+    @property
+    def metrics_multiproc_dir(self) -> Path:
+        """Where `tritongate serve` keeps the workers' metric files."""
+        if self.metrics_dir is not None:
+            return self.metrics_dir
+        return self.work_dir / "prometheus" / str(self.port)
 
     @property
     def secret_key_value(self) -> str:

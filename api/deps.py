@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.config import Settings
+from api.metrics import Metrics
 from api.services import Services
 
 
@@ -22,5 +23,10 @@ async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+async def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]

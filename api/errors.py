@@ -11,6 +11,7 @@ from typing import ClassVar
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.cache.base import CacheError, CacheUnavailableError
 from serving.batching import QueueFullError
 from serving.detection import (
     CorruptImageError,
@@ -93,6 +94,8 @@ _SERVING_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (UnsupportedImageError, 415),
     (CorruptImageError, 422),
     (ImageDecodeError, 422),
+    (CacheUnavailableError, 503),  # only DELETE /cache reports it: lookups bypass the cache
+    (CacheError, 503),
 )
 
 
@@ -106,8 +109,8 @@ def status_for(error: Exception) -> int:
 
 
 def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
-    """Map :class:`ApiError` (auth, permissions, CSRF, not found, input), serving and image
-    errors to their HTTP responses."""
+    """Map :class:`ApiError` (auth, permissions, CSRF, not found, input), serving, image and
+    cache errors to their HTTP responses."""
 
     async def handle(request: Request, error: Exception) -> JSONResponse:
         status = status_for(error)
@@ -117,5 +120,5 @@ def install_error_handlers(app: FastAPI, retry_after_s: int) -> None:
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
         return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
-    for kind in (ApiError, ServingError, ImageDecodeError):
+    for kind in (ApiError, ServingError, ImageDecodeError, CacheError):
         app.add_exception_handler(kind, handle)

@@ -1,7 +1,9 @@
 """The FastAPI application: ``create_app(settings)``; nothing connects until the lifespan runs.
 
 The lifespan opens the database (applying migrations when ``TRITONGATE_MIGRATE_ON_STARTUP``),
-then starts the inference services; shutdown closes them in the reverse order.
+then starts the inference services (client, batchers, prediction cache); shutdown closes them in
+the reverse order. Every HTTP request goes through ``api/middleware.py`` (request id,
+``X-Process-Time``, metrics); ``/metrics`` is served unless disabled or moved to its own port.
 """
 
 from __future__ import annotations
@@ -16,16 +18,23 @@ from fastapi.staticfiles import StaticFiles
 
 from api import migrate
 from api.auth import API_KEY_HEADER, get_principal
+from api.cache import CACHE_HEADER
 from api.config import Settings
 from api.csrf import CSRF_HEADER
 from api.db import Database
 from api.errors import install_error_handlers
+from api.logging_setup import configure_logging
+from api.metrics import Metrics, multiprocess_dir
+from api.middleware import ObservabilityMiddleware
+from api.request_context import REQUEST_ID_HEADER
 from api.routes import (
     api_keys,
     auth,
+    cache,
     comments,
     detect,
     health,
+    metrics,
     models,
     page,
     posts,
@@ -66,6 +75,8 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
     """The API. ``inference=False`` leaves out the models (no inference client, no inference,
     model or readiness routes): the accounts and blog API alone, as its tests use it."""
 
+    app_metrics = Metrics(multiprocess_dir()) if settings.metrics_enabled else None
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -73,7 +84,7 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
             stack.push_async_callback(database.close)
             app.state.database = database
             if inference:
-                services = await start_services(settings)
+                services = await start_services(settings, app_metrics)
                 stack.push_async_callback(services.close)
                 stack.callback(close_streams_on_stop(services.streams))
                 app.state.services = services
@@ -86,6 +97,7 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = app_metrics
     install_error_handlers(app, settings.retry_after_s)
     if settings.cors_origins:
         app.add_middleware(
@@ -93,8 +105,17 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
             allow_origins=settings.cors_origins,
             allow_credentials=True,
             allow_methods=["*"],
-            allow_headers=["Authorization", "Content-Type", API_KEY_HEADER, CSRF_HEADER],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                API_KEY_HEADER,
+                CSRF_HEADER,
+                REQUEST_ID_HEADER,
+            ],
+            expose_headers=[REQUEST_ID_HEADER, "X-Process-Time", CACHE_HEADER],
         )
+    # Added last, so it is the outermost: it times and labels everything, CORS included.
+    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics, access_log=settings.access_log)
     if inference:
         guarded = [Depends(get_principal)] if settings.inference_auth == "required" else []
         for module in (predict, detect):
@@ -107,9 +128,17 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
     app.include_router(health.live_router)
     for module in (auth, users, api_keys, posts, comments):
         app.include_router(module.router)
+    # Last: every route is matched in order, and these two are rare (admins, scrapers).
+    if inference:
+        app.include_router(cache.router)
+    if app_metrics is not None and settings.metrics_port is None:
+        app.include_router(metrics.router)
     return app
 
 
 def app_from_environment() -> FastAPI:
-    """Factory for uvicorn/gunicorn workers: settings from the environment."""
-    return create_app(Settings())
+    """Factory for uvicorn/gunicorn workers: settings from the environment, and the process's
+    logging configured from them (after the server's own set-up, which it replaces)."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

@@ -52,7 +52,12 @@ class AccessToken(Base):
 
 
 class ApiKey(Base):
-    """A named key for programmatic clients; only its SHA-256 and a display prefix are stored."""
+    """A named key for programmatic clients; only its SHA-256 and a display prefix are stored.
+
+    ``is_admin`` is the key's admin scope: only with it does a request made with the key get
+    its owner's admin rights (an admin's everyday key, e.g. for benchmarks, cannot clear the
+    cache or revoke tokens). Only admins can create such keys.
+    """
 
     __tablename__ = "api_keys"
 
@@ -61,6 +66,7 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(API_KEY_NAME_MAX_LENGTH))
     prefix: Mapped[str] = mapped_column(String(16))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    is_admin: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     user: Mapped[User] = relationship(lazy="joined")

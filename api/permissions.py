@@ -10,9 +10,8 @@ from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Depends
 
-from api.auth import CurrentUser
+from api.auth import CurrentPrincipal, Principal
 from api.errors import PermissionDeniedError
-from api.models import User
 
 
 class Authored(Protocol):
@@ -23,8 +22,8 @@ class Authored(Protocol):
 R = TypeVar("R", bound=Authored)
 
 
-def ensure_can_modify(user: User, resource: Authored) -> None:
-    if not (user.is_admin or resource.author_id == user.id):
+def ensure_can_modify(principal: Principal, resource: Authored) -> None:
+    if not (principal.is_admin or resource.author_id == principal.user.id):
         raise PermissionDeniedError("Only the author or an admin may change or delete this")
 
 
@@ -34,8 +33,8 @@ def owned(loader: Callable[..., Awaitable[R]]) -> Callable[..., Awaitable[R]]:
     The user is resolved first, so an anonymous request gets 401 before any 404 or 403.
     """
 
-    async def dependency(user: CurrentUser, resource: Annotated[R, Depends(loader)]) -> R:
-        ensure_can_modify(user, resource)
+    async def dependency(principal: CurrentPrincipal, resource: Annotated[R, Depends(loader)]) -> R:
+        ensure_can_modify(principal, resource)
         return resource
 
     return dependency

@@ -6,6 +6,10 @@ any worker starts, the database is migrated once here, so workers starting toget
 ready (each still checks under a lock, see ``api/migrate.py``). The command waits until the API
 reports ready, restarts a local Triton that dies (same ports, so the API's connections recover
 by themselves), and on Ctrl-C or SIGTERM stops the API first (graceful) and then Triton.
+
+Metrics: this process creates (and empties of old files) the multiprocess directory and passes
+it to the workers as ``PROMETHEUS_MULTIPROC_DIR``, so ``/metrics`` aggregates every worker; with
+``TRITONGATE_METRICS_PORT`` it serves those metrics itself on that port instead.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.config import Settings
+from api.logging_setup import configure_logging
+from api.metrics import MULTIPROC_ENV
+from api.metrics_server import MetricsServer
 from api.migrate import migrate_database, safe_url
 from serving.launcher import LocalTriton, TritonLaunchError
 
 logger = logging.getLogger(__name__)
 
 APP_FACTORY = "api.main:app_from_environment"
+GUNICORN_CONFIG = "python:api.gunicorn_conf"
 GRACEFUL_SECONDS = 20
 READY_TIMEOUT_SECONDS = 120.0
 
@@ -65,7 +73,17 @@ def api_command(settings: Settings) -> list[str]:
         f"--bind={settings.host}:{settings.port}",
         f"--graceful-timeout={GRACEFUL_SECONDS}",
         "--timeout=60",
+        f"--config={GUNICORN_CONFIG}",
     ]
+
+
+def prepare_metrics_dir(directory: Path) -> Path:
+    """Create the multiprocess metrics directory and remove the metric files of earlier runs
+    (only ``*.db`` files: the directory may be one an operator chose)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+    return directory.resolve()
 
 
 def _probe(url: str) -> int | None:
@@ -99,11 +117,28 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
     """Run until interrupted; the exit code."""
+    configure_logging(settings.log_level, settings.log_format)
     env = {**os.environ, **settings.to_environment()}
     triton: LocalTriton | None = None
     api: subprocess.Popen[bytes] | None = None
+    metrics_server: MetricsServer | None = None
     previous = signal.signal(signal.SIGTERM, _raise_stop)
     try:
+        if settings.metrics_enabled:
+            metrics_dir = prepare_metrics_dir(settings.metrics_multiproc_dir)
+            env[MULTIPROC_ENV] = str(metrics_dir)
+            if settings.metrics_port is not None:
+                metrics_server = MetricsServer(
+                    settings.host, settings.metrics_port, metrics_dir, settings.metrics_token_value
+                )
+                metrics_server.start()
+                host = _client_host(settings.host)
+                log(f"metrics of every worker: http://{host}:{metrics_server.port}/metrics")
+        if settings.workers > 1 and settings.cache_enabled and not settings.redis_url_value:
+            log(
+                f"note: {settings.workers} workers each keep their own in-memory prediction "
+                "cache (DELETE /cache clears one of them); set TRITONGATE_REDIS_URL to share one"
+            )
         if settings.migrate_on_startup:
             asyncio.run(migrate_database(settings))
             log(f"database ready: {safe_url(settings.database_url)}")
@@ -134,6 +169,8 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
             _stop_process(api)
         if triton is not None:
             triton.stop()
+        if metrics_server is not None:
+            metrics_server.close()
         signal.signal(signal.SIGTERM, previous)
 
 

@@ -8,8 +8,10 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from api.cache import NullCacheObserver, PredictionCache, build_prediction_cache
 from api.config import Settings
-from api.streaming import OpenStreams
+from api.metrics import Metrics
+from api.streaming import NullStreamObserver, OpenStreams, StreamObserver
 from serving.batching import BatcherConfig, MicroBatcher
 from serving.client import InferenceClient, InProcessOrtClient, TritonGrpcClient
 from serving.detector import ObjectDetector
@@ -33,6 +35,8 @@ class Services:
     classifier: TextClassifier
     detector: ObjectDetector
     executor: ThreadPoolExecutor
+    cache: PredictionCache
+    stream_observer: StreamObserver = field(default_factory=NullStreamObserver)
     streams: OpenStreams = field(default_factory=OpenStreams)
     refresher: asyncio.Task[None] | None = None
 
@@ -45,6 +49,7 @@ class Services:
         for batcher in self.batchers.values():
             await batcher.close()
         await self.client.close()
+        await self.cache.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -71,8 +76,8 @@ async def _refresh_forever(registry: ModelRegistry, interval: float) -> None:
             logger.exception("model registry refresh failed")
 
 
-async def start_services(settings: Settings) -> Services:
-    """Connect, read each model's state, build one micro-batcher per model."""
+async def start_services(settings: Settings, metrics: Metrics | None = None) -> Services:
+    """Connect, read each model's state, build one micro-batcher per model and the cache."""
     client = build_client(settings)
     registry = ModelRegistry(
         client, settings.model_repository, list(MODEL_SPECS), settings.triton_config_name or None
@@ -91,9 +96,15 @@ async def start_services(settings: Settings) -> Services:
             max_in_flight=settings.batch_max_in_flight,
             enabled=settings.batching_enabled,
         )
-        batchers[name] = MicroBatcher(name, client, config)
+        observer = metrics.batcher_observer(name) if metrics is not None else None
+        batchers[name] = MicroBatcher(name, client, config, observer)
         batchers[name].start()
     executor = ThreadPoolExecutor(settings.preprocess_threads, thread_name_prefix="preprocess")
+    cache = await build_prediction_cache(
+        settings,
+        metrics.cache_observer() if metrics is not None else NullCacheObserver(),
+        lambda model: registry.states[model].version,
+    )
     services = Services(
         settings=settings,
         client=client,
@@ -109,6 +120,8 @@ async def start_services(settings: Settings) -> Services:
             settings.max_image_pixels,
         ),
         executor=executor,
+        cache=cache,
+        stream_observer=metrics.stream_observer() if metrics is not None else NullStreamObserver(),
     )
     services.refresher = asyncio.create_task(
         _refresh_forever(registry, settings.model_refresh_interval_s), name="model-refresh"

@@ -9,8 +9,9 @@ Protocol (the book's chapter 13, extended):
   "latency_ms": ..., "dropped": k}`` where ``frame`` numbers received frames (from 1),
   ``latency_ms`` runs from the frame's arrival to its result and ``dropped`` counts the frames
   skipped since the previous result (replaced while waiting, refused as too large, or refused by
-  a full queue), so results' ``dropped`` plus the results add up to the frames sent; errors are ``{"error": "...", "frame": n}`` (``frame`` is
-  ``null`` for a bad text message) and the stream continues.
+  a full queue), so results' ``dropped`` plus the results add up to the frames sent; errors
+  are ``{"error": "...", "frame": n}`` (``frame`` is ``null`` for a bad text message) and the
+  stream continues.
 
 Backpressure: at most one frame waits per connection, and a frame that arrives while one is
 waiting replaces it (the book's queue kept the older frame, which shows stale images). So a slow
@@ -29,7 +30,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import WebSocket, WebSocketDisconnect
 
@@ -43,6 +44,33 @@ logger = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_INTERNAL_ERROR = 1011
+
+
+class StreamObserver(Protocol):
+    """Told about connections and frames (metrics); must be cheap."""
+
+    def opened(self) -> None: ...
+
+    def closed(self) -> None: ...
+
+    def frame_received(self) -> None: ...
+
+    def frame_dropped(self) -> None:
+        """A frame that will never get a result: replaced, too large, or refused."""
+
+
+class NullStreamObserver:
+    def opened(self) -> None:
+        pass
+
+    def closed(self) -> None:
+        pass
+
+    def frame_received(self) -> None:
+        pass
+
+    def frame_dropped(self) -> None:
+        pass
 
 
 @dataclass
@@ -60,11 +88,14 @@ class FrameSlot:
     dropped: int = 0  # frames replaced or refused since the last result
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def put(self, frame: Frame) -> None:
-        if self.frame is not None:
+    def put(self, frame: Frame) -> bool:
+        """Hold ``frame``; whether it replaced (dropped) a waiting one."""
+        replaced = self.frame is not None
+        if replaced:
             self.dropped += 1
         self.frame = frame
         self.ready.set()
+        return replaced
 
     async def take(self) -> tuple[Frame, int]:
         """The waiting frame and how many frames were skipped since the previous one taken."""
@@ -85,8 +116,10 @@ class DetectionStream:
         detector: ObjectDetector,
         threshold: float,
         max_frame_bytes: int,
+        observer: StreamObserver | None = None,
     ) -> None:
         self.websocket = websocket
+        self.observer: StreamObserver = observer or NullStreamObserver()
         self.detector = detector
         self.threshold = threshold
         self.max_frame_bytes = max_frame_bytes
@@ -122,12 +155,15 @@ class DetectionStream:
 
     async def _on_frame(self, data: bytes) -> None:
         self.received += 1
+        self.observer.frame_received()
         if len(data) > self.max_frame_bytes:
             self.slot.dropped += 1
+            self.observer.frame_dropped()
             limit = self.max_frame_bytes
             await self._send({"error": f"frame over {limit} bytes", "frame": self.received})
             return
-        self.slot.put(Frame(self.received, data, time.monotonic()))
+        if self.slot.put(Frame(self.received, data, time.monotonic())):
+            self.observer.frame_dropped()
 
     async def _on_settings(self, text: str) -> None:
         try:
@@ -155,6 +191,7 @@ class DetectionStream:
                 continue
             except (QueueFullError, InferenceTimeoutError) as error:
                 self.slot.dropped += dropped + 1  # carried to the next result
+                self.observer.frame_dropped()
                 await self._send({"error": str(error), "frame": frame.number})
                 continue
             except InferenceUnavailableError as error:

@@ -14,6 +14,8 @@ splits the outputs back.
 * When a batched call fails, every member gets the same typed error.
 * ``enabled=False`` turns front-end batching off: each call goes straight to the client (Triton's
   own dynamic batcher still merges them); the queue bound and deadlines still apply.
+* A :class:`BatcherObserver` hears about queue depth, refusals, batches and their round trips,
+  so the API can export metrics without this module knowing about Prometheus.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -40,6 +43,47 @@ class QueueFullError(ServingError):
     def __init__(self, model: str, retry_after: float) -> None:
         super().__init__(f"{model}: the inference queue is full, retry shortly")
         self.retry_after = retry_after
+
+
+RejectReason = Literal["queue_full", "deadline"]
+
+
+class BatcherObserver(Protocol):
+    """Told what one model's batcher does (called on the event loop; must be cheap)."""
+
+    def queue_depth(self, depth: int) -> None:
+        """Items admitted and not yet answered (waiting or in flight), after every change."""
+
+    def rejected(self, reason: RejectReason) -> None:
+        """An item refused (full queue: 503) or given up past its deadline (504)."""
+
+    def batch_sent(self, rows: int, waits: Sequence[float]) -> None:
+        """A call leaves for the server with ``rows`` rows; ``waits``: each item's queue time."""
+
+    def batch_done(self, seconds: float) -> None:
+        """The server's call returned (an answer or an error) after ``seconds``."""
+
+    def batch_failed(self) -> None:
+        """A batch failed: every member got the error."""
+
+
+class NullBatcherObserver:
+    """Observes nothing."""
+
+    def queue_depth(self, depth: int) -> None:
+        pass
+
+    def rejected(self, reason: RejectReason) -> None:
+        pass
+
+    def batch_sent(self, rows: int, waits: Sequence[float]) -> None:
+        pass
+
+    def batch_done(self, seconds: float) -> None:
+        pass
+
+    def batch_failed(self) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -76,12 +120,19 @@ class BatcherStats:
 class MicroBatcher:
     """Queue, batch and scatter inference calls for one model."""
 
-    def __init__(self, model: str, client: InferenceClient, config: BatcherConfig) -> None:
+    def __init__(
+        self,
+        model: str,
+        client: InferenceClient,
+        config: BatcherConfig,
+        observer: BatcherObserver | None = None,
+    ) -> None:
         if config.max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
         self.model = model
         self.client = client
         self.config = config
+        self.observer: BatcherObserver = observer or NullBatcherObserver()
         self.stats = BatcherStats()
         self._queue: deque[_Item] = deque()
         self._live = 0  # items admitted and not yet answered, cancelled or expired
@@ -127,6 +178,7 @@ class MicroBatcher:
             raise ServingError(f"{self.model}: the batcher is closed")
         if self._live >= self.config.max_queue:
             self.stats.rejected += 1
+            self.observer.rejected("queue_full")
             raise QueueFullError(self.model, self._retry_after())
         budget = self.config.timeout if timeout is None else timeout
         if not inputs:
@@ -135,6 +187,7 @@ class MicroBatcher:
         future: asyncio.Future[InferenceResult] = asyncio.get_running_loop().create_future()
         item = _Item(inputs, rows, time.monotonic() + budget, future)
         self._live += 1
+        self.observer.queue_depth(self._live)
         future.add_done_callback(lambda _: self._release(item))
         if self.config.enabled:
             self._queue.append(item)
@@ -145,6 +198,7 @@ class MicroBatcher:
             return await asyncio.wait_for(asyncio.shield(future), budget)
         except TimeoutError:
             self.stats.timed_out += 1
+            self.observer.rejected("deadline")
             future.cancel()
             self._release(item)  # now, not from the done callback one loop step later
             raise InferenceTimeoutError(
@@ -162,6 +216,7 @@ class MicroBatcher:
         if not item.released:
             item.released = True
             self._live -= 1
+            self.observer.queue_depth(self._live)
 
     def _stopping(self) -> ServingError:
         return ServingError(f"{self.model}: the service is stopping")
@@ -232,7 +287,11 @@ class MicroBatcher:
     async def _send(self, batch: list[_Item]) -> None:
         self.stats.batches += 1
         self.stats.items += len(batch)
-        budget = max(item.deadline for item in batch) - time.monotonic()
+        started = time.monotonic()
+        budget = max(item.deadline for item in batch) - started
+        self.observer.batch_sent(
+            sum(item.rows for item in batch), [started - item.enqueued for item in batch]
+        )
         try:
             # Merging is inside the try: inputs that cannot be concatenated (another name or
             # trailing shape) fail this batch's members instead of killing the task silently.
@@ -242,7 +301,11 @@ class MicroBatcher:
                 if len(batch) == 1
                 else {name: np.concatenate([item.inputs[name] for item in batch]) for name in names}
             )
-            result = await self.client.infer(self.model, merged, timeout=max(budget, 0.001))
+            call_started = time.monotonic()
+            try:
+                result = await self.client.infer(self.model, merged, timeout=max(budget, 0.001))
+            finally:
+                self.observer.batch_done(time.monotonic() - call_started)
             _check_rows(self.model, result, sum(item.rows for item in batch))
         except asyncio.CancelledError:
             # Only close() cancels a batch: its members are no longer in the queue, so fail them
@@ -253,6 +316,7 @@ class MicroBatcher:
             raise
         except Exception as error:
             self.stats.failed += 1
+            self.observer.batch_failed()
             if not isinstance(error, ServingError):
                 logger.exception("%s: unexpected inference failure", self.model)
                 error = ServingError(f"{self.model}: inference failed: {error}")

@@ -1,4 +1,5 @@
-"""API keys: created with a name, shown once, stored as SHA-256, deleted by their owner."""
+"""API keys: created with a name (and optionally the admin scope), shown once, stored as
+SHA-256, deleted by their owner."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from api import security
 from api.models import ApiKey, User
 
 
-async def create_api_key(session: AsyncSession, user: User, name: str) -> tuple[str, ApiKey]:
-    """A new key for ``user``: the value (return it once, it is not stored) and its row."""
+async def create_api_key(
+    session: AsyncSession, user: User, name: str, *, admin: bool = False
+) -> tuple[str, ApiKey]:
+    """A new key for ``user``: the value (return it once, it is not stored) and its row.
+    ``admin``: the key's admin scope (the caller checks that ``user`` is an admin)."""
     key = security.new_api_key()
     row = ApiKey(
         user_id=user.id,
         name=name,
         prefix=security.api_key_display_prefix(key),
         key_hash=security.hash_secret(key),
+        is_admin=admin,
     )
     session.add(row)
     await session.commit()
@@ -32,14 +37,20 @@ async def list_api_keys(session: AsyncSession, user_id: int) -> Sequence[ApiKey]
     return result.scalars().all()
 
 
-async def get_user_by_api_key(session: AsyncSession, key: str) -> User | None:
-    """The active owner of this key, else ``None``."""
+async def get_api_key(session: AsyncSession, key: str) -> ApiKey | None:
+    """The key's row (with its owner loaded) if the key exists and its owner is active."""
     result = await session.execute(
-        select(User)
-        .join(ApiKey, ApiKey.user_id == User.id)
+        select(ApiKey)
+        .join(User, ApiKey.user_id == User.id)
         .where(ApiKey.key_hash == security.hash_secret(key), User.is_active.is_(True))
     )
-    return result.scalar_one_or_none()
+    return result.unique().scalar_one_or_none()
+
+
+async def get_user_by_api_key(session: AsyncSession, key: str) -> User | None:
+    """The active owner of this key, else ``None``."""
+    row = await get_api_key(session, key)
+    return row.user if row is not None else None
 
 
 async def delete_api_key(session: AsyncSession, user_id: int, key_id: int) -> bool:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from api.auth import CurrentUser
+from api.auth import CurrentPrincipal, CurrentUser
 from api.crud import api_keys as api_keys_crud
 from api.db import SessionDep
-from api.errors import NotFoundError
+from api.errors import NotFoundError, PermissionDeniedError
 from api.schemas.users import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 
 router = APIRouter(prefix="/users/me/api-keys", tags=["api keys"])
@@ -22,12 +22,28 @@ async def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
     ]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
-async def create_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> ApiKeyCreated:
-    """A new key, shown this once (only its hash is stored)."""
-    key, row = await api_keys_crud.create_api_key(session, user, body.name)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={403: {"description": "The admin scope asked for by someone who is not an admin"}},
+)
+async def create_key(
+    body: ApiKeyCreate, principal: CurrentPrincipal, session: SessionDep
+) -> ApiKeyCreated:
+    """A new key, shown this once (only its hash is stored). `admin: true` (admins only) gives
+    the key the admin scope."""
+    if body.admin and not principal.is_admin:
+        raise PermissionDeniedError("Only admins may create keys with the admin scope")
+    key, row = await api_keys_crud.create_api_key(
+        session, principal.user, body.name, admin=body.admin
+    )
     return ApiKeyCreated(
-        id=row.id, name=row.name, prefix=row.prefix, created_at=row.created_at, key=key
+        id=row.id,
+        name=row.name,
+        prefix=row.prefix,
+        admin=row.is_admin,
+        created_at=row.created_at,
+        key=key,
     )
 
 

@@ -1,15 +1,17 @@
-"""Object detection on one uploaded image: the book's ``POST /object-detection``."""
+"""Object detection on one uploaded image: the book's ``POST /object-detection`` (cached)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
+from api.cache import image_key_off_loop
 from api.deps import ServicesDep
 from api.disconnect import unless_disconnected
 from api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from api.schemas import DetectedObject, DetectionOutput
+from serving.specs import YOLOS
 
 router = APIRouter(tags=["object detection"])
 
@@ -19,7 +21,9 @@ MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
 
 @router.post(
     "/object-detection",
+    response_model=DetectionOutput,
     responses={
+        200: {"description": "`X-Cache: hit` when served from the prediction cache"},
         413: {"description": "Upload or image dimensions over the configured limit"},
         415: {"description": "Not a JPEG, PNG or WebP image"},
         422: {"description": "Corrupt or truncated image, or a bad threshold"},
@@ -35,7 +39,7 @@ async def object_detection(
         float | None,
         Query(ge=0.0, le=1.0, description="Minimum score; default 0.7 (configurable)."),
     ] = None,
-) -> DetectionOutput:
+) -> Response:
     """Detect objects; boxes are in the uploaded image's pixels."""
     limit = services.settings.max_upload_bytes
     declared = request.headers.get("content-length")
@@ -49,11 +53,22 @@ async def object_detection(
     if len(data) > limit:
         raise PayloadTooLargeError(f"image over {limit} bytes")
     chosen = services.settings.detection_threshold if threshold is None else threshold
-    result = await unless_disconnected(request, services.detector.detect(data, chosen))
-    return DetectionOutput(
-        objects=[
-            DetectedObject(box=obj.box, label=obj.label, score=obj.score) for obj in result.objects
-        ],
-        image_size=result.image_size,
-        model_version=result.model_version,
+
+    async def detect() -> tuple[DetectionOutput, str]:
+        result = await unless_disconnected(request, services.detector.detect(data, chosen))
+        output = DetectionOutput(
+            objects=[
+                DetectedObject(box=obj.box, label=obj.label, score=obj.score)
+                for obj in result.objects
+            ],
+            image_size=result.image_size,
+            model_version=result.model_version,
+        )
+        return output, result.model_version
+
+    key = (
+        await image_key_off_loop(YOLOS.name, data, chosen, services.executor)
+        if services.cache.enabled
+        else None
     )
+    return await services.cache.respond(key, detect)

@@ -1,9 +1,10 @@
-"""Text classification: the book's ``POST /prediction`` and a batch variant."""
+"""Text classification: the book's ``POST /prediction`` and a batch variant (both cached)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
+from api.cache import text_key, texts_key
 from api.deps import ServicesDep
 from api.disconnect import unless_disconnected
 from api.errors import UnprocessableInputError
@@ -14,6 +15,7 @@ from api.schemas import (
     PredictionOutput,
 )
 from api.services import Services
+from serving.specs import NEWSGROUPS
 from serving.text import Classification
 
 router = APIRouter(tags=["text classification"])
@@ -23,6 +25,7 @@ SERVICE_ERRORS = {
     503: {"description": "Overloaded or Triton unavailable; see Retry-After"},
     504: {"description": "No result within the request deadline"},
 }
+CACHED = {200: {"description": "`X-Cache: hit` when served from the prediction cache"}}
 
 
 def _check_lengths(services: Services, texts: list[str]) -> None:
@@ -43,24 +46,35 @@ def _output(result: Classification) -> PredictionOutput:
     )
 
 
-@router.post("/prediction", responses=SERVICE_ERRORS)
-async def prediction(
-    body: PredictionInput, services: ServicesDep, request: Request
-) -> PredictionOutput:
+@router.post("/prediction", response_model=PredictionOutput, responses={**CACHED, **SERVICE_ERRORS})
+async def prediction(body: PredictionInput, services: ServicesDep, request: Request) -> Response:
     """Classify one document into one of the four newsgroups."""
     _check_lengths(services, [body.text])
-    (result,) = await unless_disconnected(request, services.classifier.classify([body.text]))
-    return _output(result)
+
+    async def classify() -> tuple[PredictionOutput, str]:
+        (result,) = await unless_disconnected(request, services.classifier.classify([body.text]))
+        return _output(result), result.model_version
+
+    return await services.cache.respond(text_key(NEWSGROUPS.name, body.text), classify)
 
 
-@router.post("/prediction/batch", responses=SERVICE_ERRORS)
+@router.post(
+    "/prediction/batch",
+    response_model=BatchPredictionOutput,
+    responses={**CACHED, **SERVICE_ERRORS},
+)
 async def prediction_batch(
     body: BatchPredictionInput, services: ServicesDep, request: Request
-) -> BatchPredictionOutput:
+) -> Response:
     """Classify several documents; one result per text, in order."""
     limit = services.settings.max_batch_texts
     if len(body.texts) > limit:
         raise UnprocessableInputError(f"{len(body.texts)} texts; at most {limit} per request")
     _check_lengths(services, body.texts)
-    results = await unless_disconnected(request, services.classifier.classify(body.texts))
-    return BatchPredictionOutput(predictions=[_output(result) for result in results])
+
+    async def classify() -> tuple[BatchPredictionOutput, str]:
+        results = await unless_disconnected(request, services.classifier.classify(body.texts))
+        output = BatchPredictionOutput(predictions=[_output(result) for result in results])
+        return output, results[0].model_version
+
+    return await services.cache.respond(texts_key(NEWSGROUPS.name, body.texts), classify)

@@ -27,9 +27,14 @@ async def detection_stream(websocket: WebSocket) -> None:
         services.detector,
         threshold=settings.detection_threshold,
         max_frame_bytes=settings.max_upload_bytes,
+        observer=services.stream_observer,
     )
-    with services.streams.track(websocket):
-        await stream.run()
+    services.stream_observer.opened()
+    try:
+        with services.streams.track(websocket):
+            await stream.run()
+    finally:
+        services.stream_observer.closed()
     if websocket.application_state == WebSocketState.CONNECTED:
         await websocket.close()
 

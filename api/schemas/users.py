@@ -85,14 +85,22 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "benchmarks"}]})
 
     name: str = Field(min_length=1, max_length=API_KEY_NAME_MAX_LENGTH)
+    admin: bool = Field(
+        default=False,
+        description="Admin scope: requests with this key get your admin rights (e.g. "
+        "`DELETE /cache`). Only admins may ask for it.",
+    )
 
 
 class ApiKeyRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
 
     id: int
     name: str
     prefix: str = Field(description="The key's first characters, to tell keys apart.")
+    admin: bool = Field(
+        default=False, validation_alias="is_admin", description="The key has the admin scope."
+    )
     created_at: datetime
 
 

@@ -27,13 +27,15 @@ def _isolated_sqlite_url() -> str:
 def app_settings(repository: Path, **overrides: Any) -> Settings:
     """Settings for a test app; nothing is read from the environment's ``.env``.
 
-    Unless overridden, every app gets its own empty SQLite database and open inference
-    endpoints (the inference tests are about inference; ``test_inference_auth`` covers auth).
+    Unless overridden, every app gets its own empty SQLite database, open inference endpoints
+    and no prediction cache (the inference tests are about inference, so repeated inputs must
+    reach the batcher; ``test_inference_auth`` covers auth, ``test_cache`` the cache).
     """
     values: dict[str, Any] = {
         "model_repository": repository,
         "model_refresh_interval_s": 0.5,
         "inference_auth": "open",
+        "cache_enabled": False,
     }
     values.update(overrides)
     values.setdefault("database_url", _isolated_sqlite_url())

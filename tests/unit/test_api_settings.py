@@ -62,3 +62,19 @@ def test_production_accepts_a_real_secret() -> None:
 def test_invalid_values(values: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         _settings(**values)
+
+
+def test_cache_metrics_and_log_settings(tmp_path: Path) -> None:
+    settings = _settings(work_dir=tmp_path, port=8123, log_level="debug")
+    assert settings.cache_enabled and settings.redis_url_value is None
+    assert settings.cache_ttl_s == 3600 and settings.cache_max_entries == 10_000
+    assert settings.metrics_enabled and settings.metrics_token_value is None
+    assert settings.metrics_multiproc_dir == tmp_path / "prometheus" / "8123"
+    assert settings.log_level == "DEBUG" and settings.log_format == "text"
+    assert not settings.access_log
+    secret = _settings(redis_url="redis://:pw-123@cache:6379/0", metrics_token="tok-456")
+    assert "pw-123" not in repr(secret) and "tok-456" not in repr(secret)
+    assert secret.redis_url_value == "redis://:pw-123@cache:6379/0"
+    assert _settings(redis_url="").redis_url_value is None
+    with pytest.raises(ValidationError):
+        _settings(log_format="xml")

@@ -788,3 +788,68 @@ def test_a_reply_with_the_wrong_number_of_rows_fails_every_member() -> None:
             await batcher.close()
 
     asyncio.run(run())
+
+
+# --- observer ------------------------------------------------------------------------------------
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.depths: list[int] = []
+        self.rejections: list[str] = []
+        self.batches: list[tuple[int, int]] = []  # (rows, items)
+        self.waits: list[float] = []
+        self.roundtrips: list[float] = []
+        self.failures = 0
+
+    def queue_depth(self, depth: int) -> None:
+        self.depths.append(depth)
+
+    def rejected(self, reason: str) -> None:
+        self.rejections.append(reason)
+
+    def batch_sent(self, rows: int, waits: Any) -> None:
+        self.batches.append((rows, len(waits)))
+        self.waits.extend(waits)
+
+    def batch_done(self, seconds: float) -> None:
+        self.roundtrips.append(seconds)
+
+    def batch_failed(self) -> None:
+        self.failures += 1
+
+
+def test_observer_hears_depth_batches_waits_roundtrips_and_refusals() -> None:
+    async def scenario() -> RecordingObserver:
+        client = FakeClient(gated=True)
+        observer = RecordingObserver()
+        config = BatcherConfig(max_batch_size=8, max_delay=0.001, max_queue=3, timeout=0.5)
+        batcher = MicroBatcher(MODEL, client, config, observer)
+        batcher.start()
+        try:
+            first = asyncio.create_task(batcher.submit(item_inputs(1, rows=2)))
+            await client.wait_calls(1)  # the lone item left at once and is held at the gate
+            rest = [asyncio.create_task(batcher.submit(item_inputs(t))) for t in (2, 3)]
+            await asyncio.sleep(0.01)
+            with pytest.raises(QueueFullError):
+                await batcher.submit(item_inputs(4))
+            client.gate.set()
+            await asyncio.gather(first, *rest)
+            assert observer.depths[:3] == [1, 2, 3] and observer.depths[-1] == 0
+            client.delay = 0.2  # the next call misses its deadline
+            with pytest.raises(InferenceTimeoutError):
+                await batcher.submit(item_inputs(5), timeout=0.05)
+            await asyncio.sleep(0.25)  # its call ends (answered, nobody waiting)
+            client.delay, client.error = 0.0, InferenceFailedError("boom")
+            with pytest.raises(InferenceFailedError):
+                await batcher.submit(item_inputs(6))
+        finally:
+            await batcher.close()
+        return observer
+
+    observer = asyncio.run(scenario())
+    assert observer.batches[:2] == [(2, 1), (2, 2)], "rows and items of the first two batches"
+    assert observer.rejections == ["queue_full", "deadline"]
+    assert len(observer.waits) == 5 and all(wait >= 0 for wait in observer.waits)
+    assert len(observer.roundtrips) >= 3 and observer.roundtrips[0] >= 0
+    assert observer.failures == 1
