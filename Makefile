@@ -19,7 +19,7 @@ endif
 # Without hub access, `make run` falls back to random weights and says so (see README).
 YOLOS_WEIGHTS ?= hustvl/yolos-tiny
 
-.PHONY: install run models triton test test-unit test-integration lint format clean
+.PHONY: install browser run models triton bench test test-unit test-integration lint format clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,13 +33,30 @@ models: install
 	$(BIN)/tritongate export all --repository $(MODEL_REPOSITORY) --skip-existing \
 		--yolos-weights $(YOLOS_WEIGHTS) --offline-fallback-random-init
 
+# The local demo opens the inference endpoints (no login needed); a deployment keeps the default,
+# TRITONGATE_INFERENCE_AUTH=required. Override with `TRITONGATE_INFERENCE_AUTH=required make run`.
 run: models
-	$(BIN)/tritongate serve --repository $(MODEL_REPOSITORY)
+	TRITONGATE_INFERENCE_AUTH=$${TRITONGATE_INFERENCE_AUTH:-open} \
+		$(BIN)/tritongate serve --repository $(MODEL_REPOSITORY)
 
 triton: install
 	$(BIN)/tritongate triton --repository $(MODEL_REPOSITORY)
 
-test: install
+# Benchmarks (benchmarks/README.md): every scenario by default; e.g. BENCH_ARGS="-s text".
+# The report goes to benchmarks/results/<date>-<machine>-<commit>/.
+bench: models
+	$(BIN)/tritongate bench --repository $(MODEL_REPOSITORY) $(BENCH_ARGS)
+
+# The end-to-end tests drive Debian's Chromium (never a downloaded browser); install it when it
+# is missing and this is root with apt-get, else those tests are skipped with the reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
+	  else echo "Chromium is not installed (no root apt-get): the browser tests will be skipped"; fi; }
+
+test: install browser
 	$(BIN)/python -m pytest
 
 test-unit: install

@@ -3,6 +3,8 @@
     tritongate export newsgroups|yolos|all   build ONNX models into the model repository
     tritongate triton                        run the local tritonserver in the foreground
     tritongate serve                         the API, with a local tritonserver unless configured
+    tritongate prestart                      wait for the database and Triton, apply migrations
+    tritongate bench                         benchmark scenarios and reports (benchmarks/)
 
 Heavy libraries (torch, transformers, scikit-learn) are imported only by the commands that need
 them, so ``tritongate triton`` starts quickly.
@@ -18,12 +20,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from benchmarks.cli import bench_app
 from serving.model_repository import model_versions
 from serving.settings import ServingSettings
 
 app = typer.Typer(help="TritonGate: GPU-optimized model serving.", no_args_is_help=True)
 export_app = typer.Typer(help="Export the models to ONNX into the Triton model repository.")
 app.add_typer(export_app, name="export")
+app.add_typer(bench_app, name="bench")
 console = Console(stderr=True)
 
 RepositoryOption = Annotated[
@@ -252,6 +256,30 @@ def serve_command(
     settings = settings.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     _require_exports(settings)  # the API reads labels and provenance from the repository
     raise typer.Exit(code=serve(settings, log=_log))
+
+
+@app.command("prestart")
+def prestart_command() -> None:
+    """Wait for the database (and TRITONGATE_TRITON_URL's Triton), then apply the migrations.
+
+    Bounded by TRITONGATE_PRESTART_TIMEOUT_S; `serve` runs the same step before its workers.
+    """
+    import asyncio
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.config import Settings
+    from api.logging_setup import configure_logging
+    from api.prestart import PrestartError, prestart
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(prestart(settings, log=_log))
+    except PrestartError as error:
+        raise _fail(error) from error
+    except (SQLAlchemyError, OSError) as error:  # reachable, but the migration itself failed
+        raise _fail(RuntimeError(f"migrating the database failed: {error}")) from error
 
 
 def _require_exports(settings: ServingSettings) -> None:

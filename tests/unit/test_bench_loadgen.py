@@ -212,6 +212,37 @@ def test_open_loop_drops_arrivals_beyond_max_outstanding() -> None:
     assert peak <= 3 and result.connections_opened <= 3
 
 
+def test_open_loop_keeps_its_rate_while_responses_are_slow() -> None:
+    # 100 ms per response at 500 req/s: about 50 requests outstanding at any time. The arrivals
+    # must not wait for responses (that would be a closed loop in disguise).
+    with FakeHttpServer(constant(Reply(delay=0.100))) as server:
+        result = loadgen.run(
+            loadgen.open_loop(
+                server.url, get("/x"), rate=500, duration=1.0, warmup=0.2, arrivals="uniform"
+            )
+        )
+        peak = server.stats.peak_in_flight
+    assert result.sent == 500 and result.dropped == 0 and result.errors == 0
+    assert result.achieved_rate_rps == pytest.approx(500, rel=0.05)
+    # The window closes with the last response, 100 ms after the last arrival.
+    assert result.window_s == pytest.approx(1.1, abs=0.03)
+    assert result.throughput_rps == pytest.approx(500 / 1.1, rel=0.05)
+    assert 40 <= peak <= 70
+    assert 100.0 <= result.latency.p50_ms <= 110.0
+
+
+def test_open_loop_counts_errors_by_status() -> None:
+    request = post_json("/prediction", [{"status": status} for status in STATUS_CYCLE])
+    with FakeHttpServer(json_directed) as server:
+        result = loadgen.run(
+            loadgen.open_loop(server.url, request, rate=400, requests=100, arrivals="uniform")
+        )
+    assert result.sent == 100 and result.dropped == 0
+    assert result.status_counts == {200: 70, 503: 20, 404: 10}
+    assert result.errors_by_status == {503: 20, 404: 10} and result.errors == 30
+    assert result.latency.count == 70
+
+
 # -- framing and connection handling --------------------------------------------------------------
 
 

@@ -1,0 +1,186 @@
+"""What the runner records per measurement, against fast fake targets with known behaviour.
+
+The HTTP measurements go through benchmarks.measure (the layer the scenarios call) to a fake
+server; the limit baseline runs a fake model with known costs; the CPU meter watches a process
+that spins.
+"""
+
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks import loadgen, tables
+from benchmarks.baselines.limit import make_batches, measure_calls, measure_limit
+from benchmarks.cpu_usage import GENERATOR, CpuMeter, group_cpu_seconds
+from benchmarks.measure import Point, Window, failed, http_closed, http_open
+from benchmarks.payloads import get, post_json
+from benchmarks.records import QUANTILES, Measurement
+from benchmarks.servers import free_port
+from serving.ort_runtime import RequestError
+from tests.unit.benchmarks.fake_http_server import FakeHttpServer, Reply, constant, json_directed
+
+POINT = Point("text", "api", "API", {"batching": True})
+
+
+def test_closed_loop_measurement_counts_errors_by_status_and_keeps_the_distribution() -> None:
+    delays = [2.0, 4.0, 6.0, 8.0, 10.0]
+    bodies = [{"delay_ms": d} for d in delays] * 4 + [{"status": 503}, {"status": 429}]
+    with FakeHttpServer(json_directed) as server:
+        m = http_closed(
+            POINT,
+            server.url,
+            post_json("/prediction", bodies),
+            concurrency=1,
+            window=Window(duration=1.0, warmup=0.2),
+            groups={},
+            timeout=5.0,
+        )
+    assert m.ok and m.mode == "closed" and m.concurrency == 1 and m.config == {"batching": True}
+    result = m.result
+    assert result["errors"] == result["errors_by_status"]["503"] + result["errors_by_status"]["429"]
+    assert set(result["errors_by_status"]) == {"503", "429"}
+    assert tables.errors(m).startswith("429×") and "503×" in tables.errors(m)
+    assert m.quantiles_ms is not None and len(m.quantiles_ms) == len(QUANTILES)
+    assert m.quantiles_ms == sorted(m.quantiles_ms)
+    assert m.latency("p50") == pytest.approx(m.quantiles_ms[QUANTILES.index(50)], abs=1e-3)
+    # One client cycling through 2..10 ms: the median is the 6 ms request, plus transport.
+    assert 6.0 <= (m.latency("p50") or 0.0) <= 9.0
+    assert 10.0 <= (m.latency("max") or 0.0) <= 20.0
+    assert m.cpu[GENERATOR] > 0.0  # the window started after the warm-up and was metered
+
+
+def test_open_loop_measurement_keeps_its_rate() -> None:
+    with FakeHttpServer(constant(Reply(delay=0.005))) as server:
+        m = http_open(
+            POINT,
+            server.url,
+            get("/x"),
+            rate=300.0,
+            window=Window(duration=1.0, warmup=0.2),
+            groups={},
+            timeout=5.0,
+        )
+    # Poisson arrivals (seed 0): the schedule, not 300 exactly, is what must be kept.
+    offsets = itertools.takewhile(
+        lambda t: t < 1.2, loadgen.arrival_offsets(300.0, "poisson", seed=0)
+    )
+    scheduled = sum(1 for t in offsets if t >= 0.2)
+    assert m.mode == "open" and m.rate == 300.0 and m.concurrency is None
+    assert m.result["sent"] == scheduled
+    assert m.result["achieved_rate_rps"] == pytest.approx(scheduled / 1.0, rel=0.02)
+    assert m.result["dropped"] == 0 and m.errors == 0
+
+
+def test_a_failed_measurement_keeps_where_it_was() -> None:
+    m = failed(POINT, ConnectionRefusedError("no server"), concurrency=4)
+    assert not m.ok and m.throughput is None and m.latency("p99") is None
+    assert m.error == "ConnectionRefusedError: no server" and m.concurrency == 4
+    assert Measurement.from_dict(m.to_dict()) == m
+
+
+def test_unreachable_target_is_counted_by_kind() -> None:
+    m = http_closed(
+        POINT,
+        f"http://127.0.0.1:{free_port()}",
+        get("/x"),
+        concurrency=2,
+        window=Window(duration=0.3, warmup=0.0),
+        groups={},
+        timeout=1.0,
+    )
+    assert m.throughput == 0.0 and set(m.result["errors_by_kind"]) == {"ConnectionRefusedError"}
+    assert m.quantiles_ms is None
+
+
+# -- the limit baseline ---------------------------------------------------------------------------
+
+
+def test_measure_calls_times_each_call() -> None:
+    figures = measure_calls(lambda _i: time.sleep(0.01), duration=0.3, warmup=0.05)
+    assert 20 <= figures.calls <= 31
+    assert 10.0 <= figures.latency.p50_ms <= 13.0
+    assert figures.latency.count == figures.calls
+
+
+class FakeModel:
+    """Costs 2 ms per call plus 0.5 ms per row; at most 8 rows."""
+
+    max_batch_size = 8
+
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.active_providers = ["CPUExecutionProvider"]
+
+    def run_requests(self, requests: list[dict[str, np.ndarray]]) -> list[object]:
+        (request,) = requests
+        rows = int(request["x"].shape[0])
+        self.rows.append(rows)
+        time.sleep(0.002 + 0.0005 * rows)
+        if rows == 3:
+            return [RequestError("three is refused")]
+        return [{"y": request["x"] * 2}]
+
+
+def test_limit_finds_the_best_batch_and_skips_sizes_over_the_maximum() -> None:
+    model = FakeModel()
+    samples = [{"x": np.full((1, 2), i, dtype=np.float32)} for i in range(5)]
+    seen: list[int] = []
+    fake: Any = model
+    limit = measure_limit(
+        fake,
+        "fake",
+        "1",
+        samples,
+        (1, 8, 16),
+        duration=0.2,
+        warmup=0.02,
+        preprocess=lambda _i: time.sleep(0.001),
+        on_batch=seen.append,
+    )
+    assert seen == [1, 8] and set(model.rows) == {1, 8}
+    assert [b.batch_size for b in limit.batches] == [1, 8]
+    assert limit.best.batch_size == 8  # 8 rows in 6 ms beat 1 row in 2.5 ms
+    assert limit.batch1 is not None and limit.best.items_per_s > 2 * limit.batch1.items_per_s
+    assert limit.preprocess is not None and limit.preprocess.latency.p50_ms >= 1.0
+    assert limit.to_dict()["best_batch_size"] == 8
+    with pytest.raises(RequestError):
+        measure_limit(fake, "fake", "1", samples, (3,), duration=0.05, warmup=0.0)
+
+
+def test_batches_rotate_over_the_samples() -> None:
+    samples = [{"x": np.array([[i]])} for i in range(3)]
+    batches = make_batches(samples, 2, count=4)
+    assert [b["x"].ravel().tolist() for b in batches] == [[0, 1], [2, 0], [1, 2]]
+
+
+# -- CPU accounting ------------------------------------------------------------------------------
+
+
+def test_cpu_meter_sees_a_busy_process_group() -> None:
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        assert group_cpu_seconds({"spin": spinner.pid})["spin"] > 0.0
+        meter = CpuMeter({"spin": spinner.pid, "nothing": 999_999_999})
+        meter.start_at(0.1)
+        time.sleep(0.6)
+        used = meter.stop()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.4 <= used["spin"] <= 1.1  # one busy thread: about a core
+    assert used["nothing"] == 0.0
+    assert used[GENERATOR] < 0.3  # this process slept
+
+
+def test_cpu_meter_without_a_window_reports_nothing() -> None:
+    meter = CpuMeter({})
+    meter.start_at(10.0)
+    assert meter.stop() == {}
