@@ -43,6 +43,7 @@ from api.routes import (
     users,
 )
 from api.routes.page import STATIC_DIR
+from api.runtime import tune_garbage_collector
 from api.services import start_services
 from api.shutdown import close_streams_on_stop
 
@@ -71,9 +72,13 @@ async def open_database(settings: Settings) -> Database:
     return database
 
 
-def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings, *, inference: bool = True, tune_runtime: bool = False
+) -> FastAPI:
     """The API. ``inference=False`` leaves out the models (no inference client, no inference,
-    model or readiness routes): the accounts and blog API alone, as its tests use it."""
+    model or readiness routes): the accounts and blog API alone, as its tests use it.
+    ``tune_runtime`` applies :mod:`api.runtime`'s process tuning after start-up (server
+    processes only: it is process-wide)."""
 
     app_metrics = Metrics(multiprocess_dir()) if settings.metrics_enabled else None
 
@@ -88,6 +93,8 @@ def create_app(settings: Settings, *, inference: bool = True) -> FastAPI:
                 stack.push_async_callback(services.close)
                 stack.callback(close_streams_on_stop(services.streams))
                 app.state.services = services
+            if tune_runtime:
+                tune_garbage_collector()
             yield
 
     app = FastAPI(
@@ -141,4 +148,4 @@ def app_from_environment() -> FastAPI:
     logging configured from them (after the server's own set-up, which it replaces)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    return create_app(settings)
+    return create_app(settings, tune_runtime=True)
