@@ -19,7 +19,7 @@ endif
 # Without hub access, `make run` falls back to random weights and says so (see README).
 YOLOS_WEIGHTS ?= hustvl/yolos-tiny
 
-.PHONY: install browser run models triton bench test test-unit test-integration lint format clean
+.PHONY: install browser run models triton bench test test-unit test-integration lint format images clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,14 @@ test-integration: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@if [ -x $(BIN)/hadolint ]; then $(BIN)/hadolint Dockerfile.gpu; fi
+
+# The deployment images (README "Deploying"): Triton, the API and the export job, one Dockerfile.
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+images:
+	for target in triton api export; do \
+	  docker build -f Dockerfile.gpu --target $$target -t tritongate-$$target:$(IMAGE_TAG) . || exit 1; \
+	done
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -48,6 +48,9 @@ class Settings(ServingSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = Field(default=1, ge=1)
+    # `tritongate serve` and `tritongate prestart` wait this long for the database and for a
+    # configured Triton (TRITONGATE_TRITON_URL) before giving up with the reason.
+    prestart_timeout_s: float = Field(default=60.0, gt=0)
 
     # Deployment: "production" refuses the development secret.
     environment: Literal["development", "production"] = "development"

@@ -1,11 +1,13 @@
 """``tritongate serve``: local Triton (unless one is configured) plus the API, run together.
 
 The API runs under uvicorn for one worker and under gunicorn with uvicorn workers for several
-(no preload: every worker builds its own inference client and batchers in its lifespan). Before
-any worker starts, the database is migrated once here, so workers starting together find it
-ready (each still checks under a lock, see ``api/migrate.py``). The command waits until the API
-reports ready, restarts a local Triton that dies (same ports, so the API's connections recover
-by themselves), and on Ctrl-C or SIGTERM stops the API first (graceful) and then Triton.
+(``api/gunicorn_conf.py``; no preload: every worker builds its own inference client and batchers
+in its lifespan). Before any worker starts, the prestart step (``api/prestart.py``) waits for the
+database and a configured Triton, with bounded retries, and migrates the database once here, so
+workers starting together find it ready (each still checks under a lock, see ``api/migrate.py``).
+The command waits until the API reports ready, restarts a local Triton that dies (same ports, so
+the API's connections recover by themselves), and on Ctrl-C or SIGTERM stops the API first
+(graceful: in-flight requests finish, see ``api/timeouts.py``) and then Triton.
 
 Metrics: this process creates (and empties of old files) the multiprocess directory and passes
 it to the workers as ``PROMETHEUS_MULTIPROC_DIR``, so ``/metrics`` aggregates every worker; with
@@ -32,14 +34,15 @@ from api.config import Settings
 from api.logging_setup import configure_logging
 from api.metrics import MULTIPROC_ENV
 from api.metrics_server import MetricsServer
-from api.migrate import migrate_database, safe_url
+from api.migrate import safe_url
+from api.prestart import PrestartError, prestart
+from api.timeouts import STOP_TIMEOUT_S, UVICORN_GRACEFUL_S
 from serving.launcher import LocalTriton, TritonLaunchError
 
 logger = logging.getLogger(__name__)
 
 APP_FACTORY = "api.main:app_from_environment"
 GUNICORN_CONFIG = "python:api.gunicorn_conf"
-GRACEFUL_SECONDS = 20
 READY_TIMEOUT_SECONDS = 120.0
 
 
@@ -61,20 +64,11 @@ def api_command(settings: Settings) -> list[str]:
             "--loop=uvloop",
             "--http=httptools",
             "--no-access-log",
-            f"--timeout-graceful-shutdown={GRACEFUL_SECONDS}",
+            f"--timeout-graceful-shutdown={UVICORN_GRACEFUL_S}",
         ]
-    return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        f"{APP_FACTORY}()",
-        "--worker-class=uvicorn_worker.UvicornWorker",
-        f"--workers={settings.workers}",
-        f"--bind={settings.host}:{settings.port}",
-        f"--graceful-timeout={GRACEFUL_SECONDS}",
-        "--timeout=60",
-        f"--config={GUNICORN_CONFIG}",
-    ]
+    # Workers, address, worker class and timeouts: api/gunicorn_conf.py, from the same settings
+    # (passed in the environment).
+    return [sys.executable, "-m", "gunicorn", f"--config={GUNICORN_CONFIG}"]
 
 
 def prepare_metrics_dir(directory: Path) -> Path:
@@ -139,9 +133,7 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
                 f"note: {settings.workers} workers each keep their own in-memory prediction "
                 "cache (DELETE /cache clears one of them); set TRITONGATE_REDIS_URL to share one"
             )
-        if settings.migrate_on_startup:
-            asyncio.run(migrate_database(settings))
-            log(f"database ready: {safe_url(settings.database_url)}")
+        asyncio.run(prestart(settings, log))
         if settings.inference_backend == "triton" and not settings.triton_url:
             triton = LocalTriton.from_settings(settings)
             log("starting local tritonserver and loading models…")
@@ -158,7 +150,7 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
     except (KeyboardInterrupt, _Stop):
         log("stopping…")
         return 0
-    except (TritonLaunchError, ServeError) as error:
+    except (TritonLaunchError, ServeError, PrestartError) as error:
         log(f"error: {error}")
         return 1
     except (SQLAlchemyError, OSError) as error:
@@ -202,7 +194,7 @@ def _stop_process(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
-            process.wait(timeout=GRACEFUL_SECONDS + 5)
+            process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()

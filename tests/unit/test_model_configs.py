@@ -52,11 +52,27 @@ def test_gpu_config_uses_gpu_instances_and_cpu_variant_cpu(model: str) -> None:
 
 @pytest.mark.parametrize("model", MODELS)
 def test_variants_differ_only_in_placement(model: str) -> None:
+    """Same interface and batching; placement differs, and so may warm-up: on the GPU it makes
+    TensorRT build its engine before the model is ready, on the CPU there is nothing to build."""
     gpu, cpu = _load(model, None), _load(model, "cpu")
     for config in (gpu, cpu):
         config.ClearField("instance_group")
         config.ClearField("optimization")
+        config.ClearField("model_warmup")
     assert gpu == cpu
+
+
+def test_yolos_gpu_warmup_covers_batch_one_to_max_with_the_real_input() -> None:
+    config = _load("yolos", None)
+    assert not _load("yolos", "cpu").model_warmup
+    assert [sample.batch_size for sample in config.model_warmup] == [1, config.max_batch_size]
+    (spec_input,) = YOLOS.inputs
+    for sample in config.model_warmup:
+        assert set(sample.inputs) == {spec_input.name}
+        tensor = sample.inputs[spec_input.name]
+        assert list(tensor.dims) == list(config.input[0].dims)
+        assert tensor.data_type == config.input[0].data_type
+        assert tensor.zero_data
 
 
 def test_yolos_gpu_config_runs_tensorrt_fp16_with_engine_cache() -> None:

@@ -1,0 +1,171 @@
+"""The production server: ``tritongate serve --workers 2`` (prestart, then gunicorn with uvicorn
+workers from api/gunicorn_conf.py) against the session's tritonserver. Traffic reaches both
+workers (each access line carries its process id), and SIGTERM while requests are in flight lets
+them finish with 200 before everything exits cleanly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from serving.launcher import LocalTriton, TritonPorts
+
+WORKERS = 2
+REQUESTS = 60
+IN_FLIGHT = 4
+
+
+def _log_lines(path: Path) -> list[dict[str, object]]:
+    lines = []
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return lines
+
+
+def _wait_for(path: Path, process: subprocess.Popen[bytes], text: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert process.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"no {text!r} in:\n{path.read_text(errors='replace')}"
+        time.sleep(0.1)
+
+
+def _healthcheck(port: int, path: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TRITONGATE_PORT": str(port)}
+    command = [sys.executable, "-m", "api.healthcheck", path]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
+
+
+class SlowUpload:
+    """A ``POST /prediction`` whose body arrives in two parts: between them the request is in
+    flight in a worker (headers parsed, the app waiting for the rest of the body)."""
+
+    def __init__(self, port: int, request_id: str) -> None:
+        body = json.dumps({"text": f"computer memory ram {request_id}"}).encode()
+        self.rest = body[len(body) // 2 :]
+        head = (
+            "POST /prediction HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nX-Request-ID: {request_id}\r\n\r\n"
+        ).encode()
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock.sendall(head + body[: len(body) // 2])
+
+    def finish(self) -> int:
+        """Send the rest; the response's status."""
+        self.sock.sendall(self.rest)
+        reply = b""
+        while b"\r\n" not in reply:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            reply += chunk
+        self.sock.close()
+        return int(reply.split(b" ", 2)[1]) if reply else 0
+
+
+@pytest.fixture
+def serve(
+    triton: LocalTriton, exported_repository: Path, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    port = TritonPorts.free().http
+    env = {
+        **os.environ,
+        "TRITONGATE_TRITON_URL": triton.grpc_url,
+        "TRITONGATE_MODEL_REPOSITORY": str(exported_repository),
+        "TRITONGATE_WORK_DIR": str(tmp_path / "work"),
+        "TRITONGATE_INFERENCE_AUTH": "open",
+        "TRITONGATE_CACHE_ENABLED": "false",
+        "TRITONGATE_LOG_FORMAT": "json",
+        "TRITONGATE_ACCESS_LOG": "true",
+        "TRITONGATE_PRESTART_TIMEOUT_S": "30",
+        "COLUMNS": "200",
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    command = [
+        sys.executable, "-m", "serving.cli", "serve", "--workers", str(WORKERS), "--port", str(port)
+    ]  # fmt: skip
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    try:
+        _wait_for(log_path, process, "TritonGate API ready", timeout=120)
+        yield process, port, log_path
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_two_workers_serve_and_sigterm_lets_in_flight_requests_finish(
+    serve: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, log_path = serve
+    text = log_path.read_text(errors="replace")
+    assert "Triton ready at" in text, "the prestart step waited for the configured Triton"
+    assert _healthcheck(port, "/health/live").returncode == 0
+    assert _healthcheck(port, "/health/ready").returncode == 0
+
+    # New connection per request: the kernel hands each to whichever worker accepts first.
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
+        for n in range(REQUESTS):
+            reply = client.post(
+                "/prediction",
+                json={"text": f"cpu ram disk {n}"},
+                headers={"X-Request-ID": f"traffic-{n}"},
+            )
+            assert reply.status_code == 200, reply.text
+    served_by = {
+        line["request_id"]: line["pid"]
+        for line in _log_lines(log_path)
+        if line.get("logger") == "tritongate.access"
+        and str(line.get("request_id", "")).startswith("traffic-")
+    }
+    assert len(served_by) == REQUESTS
+    pids = set(served_by.values())
+    assert len(pids) == WORKERS, f"requests per worker: {served_by}"
+    assert process.pid not in pids
+
+    uploads = [SlowUpload(port, f"in-flight-{n}") for n in range(IN_FLIGHT)]
+    time.sleep(1.0)  # the workers have accepted the connections and parsed the headers
+    process.send_signal(signal.SIGTERM)
+    # Every worker has begun its graceful shutdown (and waits for our connections) before the
+    # rest of the bodies is sent.
+    deadline = time.monotonic() + 30
+    while True:
+        lines = _log_lines(log_path)
+        stopping = {line["pid"] for line in lines if line.get("message") == "Shutting down"}
+        waiting = [line for line in lines if "Waiting for connections to close" in str(line)]
+        if len(stopping) >= WORKERS and waiting:
+            break
+        assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+        time.sleep(0.1)
+    statuses = [upload.finish() for upload in uploads]
+    assert statuses == [200] * IN_FLIGHT, log_path.read_text(errors="replace")
+    assert process.wait(timeout=60) == 0, log_path.read_text(errors="replace")
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=5)
+    finished = {
+        line["request_id"]
+        for line in _log_lines(log_path)
+        if line.get("logger") == "tritongate.access" and line.get("status") == 200
+    }
+    assert {f"in-flight-{n}" for n in range(IN_FLIGHT)} <= finished
+    unhealthy = _healthcheck(port, "/health/live")
+    assert unhealthy.returncode == 1 and "unreachable" in unhealthy.stderr

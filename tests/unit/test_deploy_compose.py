@@ -1,0 +1,220 @@
+"""deploy/compose.yaml, checked without a Docker engine: the services, their images, GPU
+reservation, health checks, volumes, and settings, ports and addresses that agree with the app,
+Dockerfile.gpu, the Prometheus configuration and the Grafana provisioning."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+from api.config import Settings
+from api.timeouts import STOP_TIMEOUT_S
+from tests.helpers.deploy_files import (
+    get_routes,
+    parse_dockerfile,
+    setting_names,
+    yaml_documents,
+)
+from tests.stack import PROJECT_ROOT
+
+DEPLOY = PROJECT_ROOT / "deploy"
+COMPOSE = DEPLOY / "compose.yaml"
+SERVICES = {"models", "triton", "api", "postgres", "redis", "prometheus", "grafana"}
+INTERPOLATION = re.compile(r"\$\{(\w+)(:?[-?][^}]*)?\}")
+SECRET_NAME = re.compile(r"SECRET|PASSWORD|REDISCLI_AUTH|_TOKEN$")
+VERSION = re.search(r'^version = "([^"]+)"', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    (document,) = yaml_documents(COMPOSE)
+    return document
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _plain(value: str) -> str:
+    """A compose value with its ``${VAR...}`` interpolations replaced by ``VAR``."""
+    return INTERPOLATION.sub(lambda match: match.group(1), value)
+
+
+def _default(value: str) -> str:
+    """A compose value with each ``${VAR:-default}`` replaced by its default."""
+    return INTERPOLATION.sub(lambda match: (match.group(2) or ":-")[2:], str(value))
+
+
+def test_every_service_is_there(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) == SERVICES
+
+
+def test_images_are_pinned_and_built_ones_are_dockerfile_targets(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert VERSION
+    stages = parse_dockerfile(PROJECT_ROOT / "Dockerfile.gpu").stages
+    for name, service in services.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag != "latest" and re.search(r"\d", tag), f"{name}: {image}"
+        if "build" in service:
+            build = service["build"]
+            assert (COMPOSE.parent / build["context"]).resolve() == PROJECT_ROOT
+            assert (PROJECT_ROOT / build["dockerfile"]).is_file()
+            assert build["target"] in stages, f"{name}: no stage {build['target']}"
+            assert image == f"tritongate-{build['target']}:{VERSION[1]}"
+
+
+def test_triton_gets_a_gpu_and_shared_memory(services: dict[str, dict[str, Any]]) -> None:
+    triton = services["triton"]
+    (device,) = triton["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert re.fullmatch(r"\d+[gm]b", triton["shm_size"])
+    assert triton["ulimits"]["memlock"] == -1
+
+
+def test_long_running_services_have_health_checks_and_restart(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    for name, service in services.items():
+        if name == "models":
+            assert service["restart"] == "no", "the export job runs once"
+            continue
+        assert service["healthcheck"]["test"], name
+        assert service["restart"] == "unless-stopped", name
+
+
+def test_start_order_follows_readiness(services: dict[str, dict[str, Any]]) -> None:
+    api = services["api"]["depends_on"]
+    assert api["triton"]["condition"] == "service_healthy"
+    assert api["postgres"]["condition"] == "service_healthy"
+    assert api["redis"]["condition"] == "service_healthy"
+    assert api["models"]["condition"] == "service_completed_successfully"
+    assert services["triton"]["depends_on"]["models"]["condition"] == (
+        "service_completed_successfully"
+    )
+
+
+def _environment(service: dict[str, Any]) -> dict[str, str]:
+    return {key: str(value) for key, value in service.get("environment", {}).items()}
+
+
+def test_settings_are_real_and_secrets_come_from_the_environment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    known = setting_names()
+    for name, service in services.items():
+        for key, value in _environment(service).items():
+            if key.startswith("TRITONGATE_"):
+                assert key in known, f"{name}: {key} is not a setting"
+            if SECRET_NAME.search(key):
+                assert re.fullmatch(r"\$\{\w+:\?[^}]+\}", value), f"{name}: {key} is not required"
+            credentials = urlsplit(_plain(value)).password if "://" in value else None
+            if credentials:
+                assert INTERPOLATION.search(value), f"{name}: a literal password in {key}"
+
+
+def test_the_api_reaches_its_dependencies_where_they_listen(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    env = _environment(services["api"])
+    triton_host, _, triton_port = env["TRITONGATE_TRITON_URL"].partition(":")
+    assert triton_host in services
+    triton_command = parse_dockerfile(PROJECT_ROOT / "Dockerfile.gpu").stage("triton").all("CMD")
+    assert f"--grpc-port={triton_port}" in triton_command[0].words()
+    database = urlsplit(_plain(env["TRITONGATE_DATABASE_URL"]))
+    postgres = _environment(services["postgres"])
+    assert database.scheme == "postgresql+asyncpg" and database.hostname == "postgres"
+    assert database.username == postgres["POSTGRES_USER"]
+    assert database.path == f"/{postgres['POSTGRES_DB']}"
+    assert database.password == "POSTGRES_PASSWORD"
+    assert postgres["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD")
+    redis = urlsplit(_plain(env["TRITONGATE_REDIS_URL"]))
+    assert redis.hostname == "redis" and redis.port == 6379 and redis.password == "REDIS_PASSWORD"
+    assert _environment(services["redis"])["REDISCLI_AUTH"].startswith("${REDIS_PASSWORD")
+
+
+def test_api_settings_parse_and_ports_agree(services: dict[str, dict[str, Any]]) -> None:
+    image_env = parse_dockerfile(PROJECT_ROOT / "Dockerfile.gpu").stage("api").env()
+    compose_env = {key: _default(value) for key, value in _environment(services["api"]).items()}
+    env = {**image_env, **compose_env}
+    values = {key[len("TRITONGATE_") :].lower(): value for key, value in env.items()}
+    values["secret_key"] = "x" * 48
+    settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
+    assert settings.workers >= 2 and settings.host == "0.0.0.0"
+    (published,) = services["api"]["ports"]
+    assert _default(published).split(":")[-1] == str(settings.port)
+    prometheus = yaml.safe_load((DEPLOY / "prometheus" / "compose.yml").read_text())
+    targets = {
+        job["job_name"]: target
+        for job in prometheus["scrape_configs"]
+        for group in job["static_configs"]
+        for target in group["targets"]
+    }
+    assert targets == {"tritongate-api": f"api:{settings.metrics_port}", "triton": "triton:8002"}
+    assert services["api"]["stop_grace_period"] == "45s" and STOP_TIMEOUT_S < 45
+
+
+def test_the_api_health_check_asks_a_real_route(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    routes = get_routes(tmp_path)
+    assert {"/health/live", "/health/ready"} <= routes
+    test = services["api"]["healthcheck"]["test"]
+    assert test[:4] == ["CMD", "python", "-m", "api.healthcheck"]
+    assert test[4] in routes
+    assert "/v2/health/ready" in " ".join(services["triton"]["healthcheck"]["test"])
+
+
+def test_volumes_are_declared_and_bind_mounts_exist(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    declared = set(compose["volumes"])
+    used = set()
+    for name, service in services.items():
+        for mount in service.get("volumes", []):
+            source, _target, *mode = _default(mount).split(":")
+            if source.startswith("."):
+                if source != "./data":  # the optional offline inputs of the export job
+                    assert (COMPOSE.parent / source).exists(), f"{name}: {source}"
+            else:
+                used.add(source)
+            if source == "models":
+                assert mode == ([] if name == "models" else ["ro"]), f"{name} mounts models {mode}"
+    assert used == declared
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    mounts = dict(mount.split(":")[:2] for mount in services["grafana"]["volumes"])
+    dashboard_target = Path(mounts["./grafana/tritongate-dashboard.json"])
+    provisioning = DEPLOY / "grafana" / "provisioning"
+    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "tritongate.yml").read_text())[
+        "providers"
+    ]
+    assert Path(provider["options"]["path"]) == dashboard_target.parent
+    (source,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert source["type"] == "prometheus" and source["isDefault"] is True
+    assert urlsplit(source["url"]).hostname == "prometheus"
+    assert urlsplit(source["url"]).port == 9090
+
+
+def test_env_example_names_every_required_variable() -> None:
+    required = set(re.findall(r"\$\{(\w+):\?", COMPOSE.read_text()))
+    example = {
+        line.split("=", 1)[0].lstrip("# ")
+        for line in (DEPLOY / "env.example").read_text().splitlines()
+        if "=" in line
+    }
+    assert required and required <= example
