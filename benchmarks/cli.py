@@ -1,7 +1,7 @@
 """``tritongate bench``: the benchmark runner's command line (mounted by ``serving/cli.py``).
 
-    tritongate bench [--scenario text|detection|batching|all] [--duration S] [--warmup S]
-                     [--concurrency 1,4,16] [--rate R,R] [--workers N]
+    tritongate bench [--scenario text|detection|streams|cache|batching|all] [--duration S]
+                     [--warmup S] [--concurrency 1,4,16] [--rate R,R] [--workers N]
                      [--url URL [--api-key KEY]] [--triton-url HOST:PORT] ...
     tritongate bench compare A B [--output FILE]
     tritongate bench render DIR
@@ -48,7 +48,8 @@ def bench(
         typer.Option(
             "--scenario",
             "-s",
-            help="text (1), detection (2), batching (5) or all; repeat or comma-separate. "
+            help="text (1), detection (2), streams (3), cache (4), batching (5) or all; repeat "
+            "or comma-separate. "
             "The generator's ceiling always runs. Default: all.",
         ),
     ] = None,

@@ -33,12 +33,14 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from benchmarks.http11 import HttpClientError, HttpConnection
+from benchmarks.http11 import HttpClientError, HttpConnection, HttpResponse
 from benchmarks.payloads import Encoder, RequestSpec, get
 from benchmarks.results import LoadResult, Recorder, RunInfo
 
 Arrivals = Literal["poisson", "uniform"]
 T = TypeVar("T")
+# Told every measured response (any status) of a closed loop, e.g. to read its headers.
+ResponseHook = Callable[[HttpResponse], None]
 
 DEFAULT_TIMEOUT_S = 30.0
 _POISSON_BLOCK = 4096
@@ -104,16 +106,16 @@ def arrival_offsets(rate: float, arrivals: Arrivals, seed: int | None = 0) -> It
 
 async def _exchange(
     connection: HttpConnection, message: bytes, timeout: float | None, head_request: bool
-) -> tuple[int, str | None]:
-    """``(status, None)`` for a response, ``(0, exception kind)`` for a failure."""
+) -> tuple[HttpResponse | None, str | None]:
+    """``(response, None)`` for a response, ``(None, exception kind)`` for a failure."""
     try:
         async with asyncio.timeout(timeout):
             response = await connection.request(message, head_request=head_request)
     except TimeoutError:
-        return 0, "TimeoutError"
+        return None, "TimeoutError"
     except (OSError, HttpClientError) as exc:
-        return 0, type(exc).__name__
-    return response.status, None
+        return None, type(exc).__name__
+    return response, None
 
 
 def _check_stop(duration: float | None, requests: int | None, warmup: float) -> None:
@@ -141,11 +143,13 @@ async def closed_loop(
     requests: int | None = None,
     warmup: float = 0.0,
     timeout: float | None = DEFAULT_TIMEOUT_S,
+    on_response: ResponseHook | None = None,
 ) -> LoadResult:
     """``concurrency`` clients sending ``request`` back to back (see the module docstring).
 
     Give ``duration`` (seconds of measured sending) or ``requests`` (measured requests in total,
     shared by all clients). ``timeout`` bounds each request, connection set-up included.
+    ``on_response``, when given, is called with every measured response (e.g. to read headers).
     """
     _check_stop(duration, requests, warmup)
     if concurrency < 1:
@@ -180,11 +184,13 @@ async def closed_loop(
                 remaining -= 1
             message = encode(next(indices))
             sent_at = time.perf_counter()
-            status, kind = await _exchange(connection, message, timeout, head_request)
+            response, kind = await _exchange(connection, message, timeout, head_request)
             if measured:
                 completed = time.perf_counter()
-                if kind is None:
-                    recorder.response(sent_at, sent_at, completed, status)
+                if response is not None:
+                    recorder.response(sent_at, sent_at, completed, response.status)
+                    if on_response is not None:
+                        on_response(response)
                 else:
                     recorder.failure(sent_at, sent_at, completed, kind)
 
@@ -256,16 +262,16 @@ class _OpenLoopSender:
         try:
             message = self.encode(index)
             sent_at = time.perf_counter()
-            status, kind = await _exchange(connection, message, self.timeout, self.head_request)
+            response, kind = await _exchange(connection, message, self.timeout, self.head_request)
         finally:
             self.in_flight -= 1
             self._idle.append(connection)
         if measured:
             completed = time.perf_counter()
-            if kind is None:
-                self.recorder.response(scheduled, sent_at, completed, status)
+            if response is not None:
+                self.recorder.response(scheduled, sent_at, completed, response.status)
             else:
-                self.recorder.failure(scheduled, sent_at, completed, kind)
+                self.recorder.failure(scheduled, sent_at, completed, kind or "unknown")
 
     async def drain(self) -> None:
         """Wait for every request in flight; re-raise the first unexpected error."""

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import loadgen
+from benchmarks import loadgen, ws_streams
 from benchmarks.baselines import triton_direct
 from benchmarks.baselines.limit import LimitResult
-from benchmarks.cpu_usage import CpuMeter
+from benchmarks.cpu_usage import GENERATOR, CpuMeter
 from benchmarks.payloads import RequestSpec
 from benchmarks.records import Measurement, latency_quantiles
 from benchmarks.results import LoadResult
@@ -85,8 +85,9 @@ def http_closed(
     window: Window,
     groups: Mapping[str, int],
     timeout: float,
+    on_response: loadgen.ResponseHook | None = None,
 ) -> Measurement:
-    """``concurrency`` HTTP clients back to back against ``url``."""
+    """``concurrency`` HTTP clients back to back against ``url`` (``on_response``: see loadgen)."""
     result, cpu = _metered(
         groups,
         window.warmup,
@@ -98,6 +99,7 @@ def http_closed(
                 duration=window.duration,
                 warmup=window.warmup,
                 timeout=timeout,
+                on_response=on_response,
             )
         ),
     )
@@ -162,6 +164,52 @@ def grpc_closed(
         ),
     )
     return _measurement(point, result, cpu, concurrency)
+
+
+def ws_streams_measurement(
+    point: Point,
+    url: str,
+    frames: Sequence[bytes],
+    *,
+    streams: int,
+    fps: float,
+    window: Window,
+    groups: Mapping[str, int],
+    headers: Mapping[str, str],
+    timeout: float,
+) -> Measurement:
+    """``streams`` WebSocket clients sending ``fps`` frames per second each (open loop)."""
+    meter = CpuMeter(groups)
+    meter.start_at(window.warmup + 0.2)  # ws_streams starts the first frame 0.2 s from now
+    try:
+        logs, start, end = loadgen.run(
+            ws_streams.run_streams(
+                url,
+                frames,
+                streams=streams,
+                duration=window.duration,
+                warmup=window.warmup,
+                fps=fps,
+                headers=headers,
+                drain_timeout=min(timeout, 10.0),
+            )
+        )
+    finally:
+        cpu = meter.stop()
+    result, round_trips_ms = ws_streams.result_dict(logs, start, end, fps=fps)
+    result["generator_cpu"] = cpu.get(GENERATOR, 0.0)
+    return Measurement(
+        scenario=point.scenario,
+        series=point.series,
+        label=point.label,
+        mode="open",
+        concurrency=streams,
+        rate=fps * streams,
+        config=dict(point.config or {}),
+        result=result,
+        quantiles_ms=latency_quantiles(round_trips_ms),
+        cpu=cpu,
+    )
 
 
 def limit_measurements(point: Point, limit: LimitResult) -> list[Measurement]:

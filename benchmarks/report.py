@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks import tables
+from benchmarks import tables, views
 from benchmarks.machine import describe
 from benchmarks.plots import batching_plot, concurrency_plots
 from benchmarks.records import RunRecord, ScenarioRecord
@@ -105,12 +105,27 @@ def _headline(run: RunRecord) -> list[str]:
     if checks:
         lines += [tables.check_rows(checks).markdown(), ""]
     for record in run.scenarios:
-        if _view(record) == "concurrency" and record.measurements:
+        view = _view(record)
+        if view == "concurrency" and record.measurements:
             lines += [
                 f"**{record.number}. {record.title}** (successful req/s; latency p50 / p99 in "
                 "ms; ratios are throughput)",
                 "",
                 tables.headline_table(record).markdown(),
+                "",
+            ]
+        elif view == "streams" and record.find("api"):
+            lines += [
+                f"**{record.number}. {record.title}**",
+                "",
+                views.streams_table(record).markdown(),
+                "",
+            ]
+        elif view == "cache" and record.measurements:
+            lines += [
+                f"**{record.number}. {record.title}**",
+                "",
+                views.cache_table(record).markdown(),
                 "",
             ]
     return lines
@@ -235,6 +250,10 @@ def render_markdown(run: RunRecord, plots: dict[str, list[Path]]) -> str:
             lines += _ceiling_section(record, run)
         elif view == "batching":
             lines += _batching_section(record, plots.get(record.key, []))
+        elif view == "streams":
+            lines += views.streams_section(record)
+        elif view == "cache":
+            lines += views.cache_section(record)
         else:
             lines += _concurrency_section(record, plots.get(record.key, []))
         if record.skipped:

@@ -43,6 +43,7 @@ from rich.progress import (
 
 from benchmarks import machine
 from benchmarks.baselines.book_assets import BookAssetsError, prepare_book_yolos, weights_source
+from benchmarks.frames import FRAME_SIZE, JPEG_QUALITY
 from benchmarks.inputs import (
     detection_images,
     export_data_home,
@@ -234,7 +235,8 @@ def _configuration(
         "api_cache": (
             "as deployed (repeated inputs may be answered by its prediction cache)"
             if options.url
-            else "off (TRITONGATE_CACHE_ENABLED=false: the inputs repeat, inference is measured)"
+            else "off (TRITONGATE_CACHE_ENABLED=false: the inputs repeat, inference is measured), "
+            "on in scenario 4 only"
         ),
         "workers": options.workers,
         "windows": windows,
@@ -274,10 +276,6 @@ def _notes(
         "Triton direct runs in the benchmark process (tritonclient gRPC asyncio, one channel): "
         "its figures include that client's own cost, on the same cores."
     )
-    notes.append(
-        "Scenarios 3 (WebSocket streams) and 4 (cache hit vs miss) are not part of this run: "
-        "they come with the WebSocket endpoint and the prediction cache."
-    )
     return notes
 
 
@@ -314,7 +312,7 @@ def run_benchmarks(options: BenchOptions, log: Callable[[str], None] | None = No
     work_dir = options.work_dir / "bench"
     selected = {s.key for s in scenarios}
     yolos_source: dict[str, Any] | None = None
-    if options.url is None and "detection" in selected:
+    if options.url is None and selected & {"detection", "streams"}:
         with contextlib.suppress(BookAssetsError):
             yolos_source = weights_source(options.repository)
     stack_settings = StackSettings(
@@ -417,8 +415,15 @@ def _run_scenario(
 
 def _inputs(session: Session, selected: set[str]) -> dict[str, Any]:
     described: dict[str, Any] = {}
-    if selected & {"text", "batching"}:
+    if selected & {"text", "batching", "cache"}:
         described["texts"] = session.texts.source
-    if "detection" in selected:
+    if selected & {"detection", "streams"}:
         described["images"] = session.images.source
+    if "streams" in selected:
+        described["frames"] = {
+            "count": len(session.frames),
+            "size": list(FRAME_SIZE),
+            "jpeg_quality": JPEG_QUALITY,
+            "bytes_mean": round(sum(map(len, session.frames)) / len(session.frames)),
+        }
     return described

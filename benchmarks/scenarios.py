@@ -2,10 +2,9 @@
 
 A :class:`Scenario` turns the session's options into a list of :class:`Step` (each a label, the
 seconds it is expected to load the machine, and a function producing measurements) and, once its
-steps have run, into :class:`~benchmarks.records.Check` results. Adding a scenario (the WebSocket
-streams and cache scenarios, 3 and 4, come with those features) means writing one subclass and
-listing it in :data:`SCENARIOS`; the runner, the JSON and the generic tables and plots need no
-change.
+steps have run, into :class:`~benchmarks.records.Check` results. Adding a scenario means writing
+one subclass and listing it in :data:`SCENARIOS`; the runner and the JSON need no change (a new
+``view`` needs its section in :mod:`benchmarks.views`).
 
 =====  ============  ===========================================================================
 no.    key           what
@@ -13,6 +12,8 @@ no.    key           what
 0      generator     the load generator's own ceiling against the raw no-op server
 1      text          ``POST /prediction`` at 1, 4, 16, 64, 256 clients vs every baseline
 2      detection     ``POST /object-detection`` (the shared photos) at 1, 4, 16 clients
+3      streams       WebSocket ``/object-detection``: 1, 2, 4 camera streams at 24 fps each
+4      cache         ``POST /prediction`` with the prediction cache on: misses vs hits
 5      batching      front-end batching on vs off (Triton batches alone), open-loop queueing,
                      sweeps of ``max_delay`` and the batch size
 =====  ============  ===========================================================================
@@ -26,12 +27,16 @@ Runtime) and ``raw_noop`` (the generator's ceiling).
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Final
 
+from benchmarks import loadgen
+from benchmarks.bars import cache_check, four_streams_check, single_stream_check
 from benchmarks.baselines.limit import load_model, load_model_config_dict, measure_limit
+from benchmarks.cache_probe import ResponseTally, repeated_bodies, unique_bodies
 from benchmarks.measure import (
     Point,
     Window,
@@ -40,11 +45,13 @@ from benchmarks.measure import (
     http_closed,
     http_open,
     limit_measurements,
+    ws_streams_measurement,
 )
-from benchmarks.payloads import RequestSpec, post_json, post_multipart
+from benchmarks.payloads import BodyFactory, RequestSpec, post_json, post_multipart
 from benchmarks.records import Check, Measurement, ScenarioRecord
 from benchmarks.session import Session, Tensors
 from benchmarks.stack import ApiConfig, Unavailable
+from benchmarks.stats import summarize_ms
 from serving.detection import decode_image, preprocess
 from serving.specs import NEWSGROUPS, YOLOS
 
@@ -61,6 +68,8 @@ SERIES_LABELS: Final = {
 BAR_CLIENTS: Final = 64
 BAR_THROUGHPUT_RATIO: Final = 2.0
 BAR_SINGLE_CLIENT_OVERHEAD_MS: Final = 1.5
+# Scenario 4's hits repeat this many documents.
+CACHE_HIT_TEXTS: Final = 32
 
 
 @dataclass(frozen=True)
@@ -95,6 +104,47 @@ def unavailable_reason(session: Session, series: str) -> str | None:
     if series == "limit" and not session.local_repository:
         return f"{SERIES_LABELS[series]}: the model repository is not on this machine"
     return None
+
+
+def limit_window(seconds: tuple[float, float], session: Session) -> Window:
+    """The limit's window per batch size: ``(duration, warm-up)``, shortened by the overrides."""
+    duration, warmup = seconds
+    overrides = session.overrides
+    return Window(
+        duration=duration if overrides.duration is None else min(duration, overrides.duration),
+        warmup=warmup if overrides.warmup is None else min(warmup, overrides.warmup),
+    )
+
+
+def limit_step(
+    key: str,
+    model_name: str,
+    batches: tuple[int, ...],
+    window: Window,
+    tensors: Callable[[Session], Tensors],
+    preprocess: Callable[[Session], Callable[[int], object] | None],
+) -> Step:
+    """The limit baseline of ``model_name`` (in-process ONNX Runtime) at each batch size."""
+    point = Point(key, "limit", SERIES_LABELS["limit"])
+
+    def run(session: Session) -> list[Measurement]:
+        try:
+            model, version = load_model(session.repository, model_name, session.config_name)
+            limit = measure_limit(
+                model,
+                model_name,
+                version,
+                tensors(session),
+                batches,
+                duration=window.duration,
+                warmup=window.warmup,
+                preprocess=preprocess(session),
+            )
+        except Exception as error:
+            return [failed(point, error, mode="in-process")]
+        return limit_measurements(point, limit)
+
+    return Step(f"{key} · limit (in-process ONNX Runtime)", len(batches) * window.seconds, run)
 
 
 class Scenario(ABC):
@@ -195,14 +245,6 @@ class ModelOverRest(Scenario):
     def preprocess_call(self, session: Session) -> Callable[[int], object] | None:
         return None
 
-    def _limit_window(self, session: Session) -> Window:
-        duration, warmup = self.limit_seconds
-        overrides = session.overrides
-        return Window(
-            duration=duration if overrides.duration is None else min(duration, overrides.duration),
-            warmup=warmup if overrides.warmup is None else min(warmup, overrides.warmup),
-        )
-
     def plan(self, session: Session, record: ScenarioRecord) -> list[Step]:
         available = []
         for series in ("limit", *self.series):
@@ -222,28 +264,14 @@ class ModelOverRest(Scenario):
         return steps
 
     def _limit_step(self, session: Session) -> Step:
-        window = self._limit_window(session)
-        point = Point(self.key, "limit", SERIES_LABELS["limit"])
-
-        def run(session: Session) -> list[Measurement]:
-            try:
-                model, version = load_model(session.repository, self.model, session.config_name)
-                limit = measure_limit(
-                    model,
-                    self.model,
-                    version,
-                    self.tensors(session),
-                    self.limit_batches,
-                    duration=window.duration,
-                    warmup=window.warmup,
-                    preprocess=self.preprocess_call(session),
-                )
-            except Exception as error:
-                return [failed(point, error, mode="in-process")]
-            return limit_measurements(point, limit)
-
-        seconds = len(self.limit_batches) * window.seconds
-        return Step(f"{self.key} · limit (in-process ONNX Runtime)", seconds, run)
+        return limit_step(
+            self.key,
+            self.model,
+            self.limit_batches,
+            limit_window(self.limit_seconds, session),
+            self.tensors,
+            self.preprocess_call,
+        )
 
     def _load_step(self, series: str, concurrency: int, window: Window) -> Step:
         point = Point(self.key, series, SERIES_LABELS[series])
@@ -507,6 +535,171 @@ class Batching(Scenario):
         return round(max(c for c in capacity if c is not None) * self.rate_fractions[index], -1)
 
 
+# -- 3: WebSocket streams --------------------------------------------------------------------------
+
+
+class Streams(Scenario):
+    """Camera streams over the WebSocket endpoint against the model alone.
+
+    The limit baseline (YOLOS in-process, batch 1 … 8) runs first, in the same run, because the
+    bars are shares of it; then 1, 2 and 4 concurrent streams at 24 fps each.
+    """
+
+    key = "streams"
+    number = 3
+    title = "Streaming detection over WebSocket"
+    description = (
+        "WebSocket /object-detection: 1, 2 and 4 concurrent streams, each sending the shared "
+        "photos as 640 × 480 JPEG camera frames (quality 85, like the page) at 24 fps, open loop "
+        "(a frame is sent on schedule whatever the replies); the server keeps only the newest "
+        "waiting frame of a stream. The limit is the model alone (in-process ONNX Runtime)."
+    )
+    view = "streams"
+    window = Window(duration=10.0, warmup=3.0)
+    model = YOLOS.name
+    streams = (1, 2, 4)
+    fps = 24.0
+    limit_batches = (1, 2, 4, 8)
+    limit_seconds = (4.0, 1.0)
+
+    def plan(self, session: Session, record: ScenarioRecord) -> list[Step]:
+        steps = []
+        reason = unavailable_reason(session, "limit")
+        if reason is None:
+            steps.append(
+                limit_step(
+                    self.key,
+                    self.model,
+                    self.limit_batches,
+                    limit_window(self.limit_seconds, session),
+                    lambda session: session.image_tensors,
+                    lambda _session: None,
+                )
+            )
+        else:
+            record.skipped.append(reason)
+        window = session.overrides.window(self.window)
+        return steps + [
+            self._streams_step(n, window) for n in session.overrides.concurrencies(self.streams)
+        ]
+
+    def _streams_step(self, streams: int, window: Window) -> Step:
+        point = Point(self.key, "api", f"{streams} stream(s) × {self.fps:g} fps")
+
+        def run(session: Session) -> list[Measurement]:
+            base = session.stack.api_url(session.default_api)
+            url = "ws" + base.removeprefix("http") + "/object-detection"
+            return guarded(
+                point,
+                lambda: ws_streams_measurement(
+                    point,
+                    url,
+                    session.frames,
+                    streams=streams,
+                    fps=self.fps,
+                    window=window,
+                    groups=session.groups(),
+                    headers=session.api_headers,
+                    timeout=session.timeout,
+                ),
+                mode="open",
+                concurrency=streams,
+                rate=self.fps * streams,
+            )
+
+        return Step(f"streams · {streams} × {self.fps:g} fps", window.seconds + 0.5, run)
+
+    def checks(self, record: ScenarioRecord) -> list[Check]:
+        return [single_stream_check(record), four_streams_check(record)]
+
+
+# -- 4: the prediction cache -----------------------------------------------------------------------
+
+
+class CacheHitMiss(Scenario):
+    """``POST /prediction`` with the prediction cache on: every request a miss, then all hits."""
+
+    key = "cache"
+    number = 4
+    title = "Prediction cache: hit vs miss"
+    description = (
+        "POST /prediction through the API with its prediction cache on (in-process LRU), closed "
+        "loop at each concurrency: misses (every request a text never sent before) and hits "
+        f"(the first {CACHE_HIT_TEXTS} documents, each requested once to warm the cache, then "
+        "repeated). Server time is the API's X-Process-Time header; X-Cache is counted to show "
+        "that hits were hits and misses were misses."
+    )
+    view = "cache"
+    window = Window(duration=5.0, warmup=1.0)
+    concurrency = (1, 16)
+
+    def plan(self, session: Session, record: ScenarioRecord) -> list[Step]:
+        if session.remote:
+            record.skipped.append(
+                "cache hit vs miss restarts the API with its cache on, which a remote deployment "
+                "(--url) does not allow"
+            )
+            return []
+        config = dataclasses.replace(session.default_api, cache=True)
+        window = session.overrides.window(self.window)
+        steps = []
+        for concurrency in session.overrides.concurrencies(self.concurrency):
+            steps += [self._step(config, kind, concurrency, window) for kind in ("miss", "hit")]
+        return steps
+
+    def _step(self, config: ApiConfig, kind: str, concurrency: int, window: Window) -> Step:
+        point = Point(self.key, "api", f"cache {kind}", config.to_dict() | {"requests": kind})
+
+        def run(session: Session) -> list[Measurement]:
+            url = session.stack.api_url(config)
+            documents = session.texts.texts
+            if kind == "miss":
+                body = unique_bodies(documents, f"{uuid.uuid4().hex[:12]}-c{concurrency}")
+            else:
+                body = repeated_bodies(documents, CACHE_HIT_TEXTS)
+                warm = json_spec(body, session)
+                loadgen.run(
+                    loadgen.closed_loop(
+                        url, warm, concurrency=1, requests=len(body), timeout=session.timeout
+                    )
+                )
+            tally = ResponseTally()
+            return guarded(
+                point,
+                lambda: with_server_time(
+                    http_closed(
+                        point,
+                        url,
+                        json_spec(body, session),
+                        concurrency=concurrency,
+                        window=window,
+                        groups=session.groups(),
+                        timeout=session.timeout,
+                        on_response=tally,
+                    ),
+                    tally,
+                ),
+                concurrency=concurrency,
+            )
+
+        return Step(f"cache · {kind} · {concurrency} clients", window.seconds, run)
+
+    def checks(self, record: ScenarioRecord) -> list[Check]:
+        return [cache_check(record)]
+
+
+def json_spec(body: BodyFactory, session: Session) -> RequestSpec:
+    """``POST /prediction`` with ``body`` and the session's credentials."""
+    return RequestSpec("POST", "/prediction", body, "application/json", dict(session.api_headers))
+
+
+def with_server_time(measurement: Measurement, tally: ResponseTally) -> Measurement:
+    """``measurement`` with the server time (X-Process-Time) and X-Cache counts of ``tally``."""
+    measurement.result["server_time"] = summarize_ms(tally.server_ms).to_dict()
+    measurement.result.update(tally.to_dict())
+    return measurement
+
+
 def repository_batch_size(session: Session) -> int:
     """The newsgroups ``max_batch_size`` of the repository's configuration in use."""
     return int(
@@ -601,14 +794,16 @@ def _ms(value: float | None) -> str:
 
 SCENARIOS: Final[dict[str, Scenario]] = {
     scenario.key: scenario
-    for scenario in (GeneratorCeiling(), TextOverRest(), DetectionOverRest(), Batching())
+    for scenario in (
+        GeneratorCeiling(),
+        TextOverRest(),
+        DetectionOverRest(),
+        Streams(),
+        CacheHitMiss(),
+        Batching(),
+    )
 }
-DEFAULT_SCENARIOS: Final = ("text", "detection", "batching")
-# Scenarios of the benchmark issue that need features not built yet.
-PLANNED: Final = {
-    3: "WebSocket streams (comes with the WebSocket endpoint)",
-    4: "cache hit vs miss (comes with the cache)",
-}
+DEFAULT_SCENARIOS: Final = ("text", "detection", "streams", "cache", "batching")
 
 
 def select(names: list[str] | tuple[str, ...]) -> list[Scenario]:
@@ -619,9 +814,6 @@ def select(names: list[str] | tuple[str, ...]) -> list[Scenario]:
     for name in wanted:
         scenario = SCENARIOS.get(name) or by_number.get(name)
         if scenario is None:
-            planned = {str(n): what for n, what in PLANNED.items()}
-            if name in planned:
-                raise ValueError(f"scenario {name} ({planned[name]}) is not available yet")
             known = ", ".join(SCENARIOS)
             raise ValueError(f"unknown scenario {name!r}; known: {known}, or all")
         if scenario not in chosen:

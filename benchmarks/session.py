@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.frames import camera_frames
 from benchmarks.inputs import ImageInputs, TextInputs
 from benchmarks.measure import Window
 from benchmarks.records import ScenarioRecord
@@ -71,6 +72,11 @@ class Session:
     @cached_property
     def images(self) -> ImageInputs:
         return self.load_images()
+
+    @cached_property
+    def frames(self) -> list[bytes]:
+        """The photos as 640 × 480 JPEG camera frames (the WebSocket scenario's input)."""
+        return camera_frames(self.images.files)
 
     @cached_property
     def text_tensors(self) -> Tensors:

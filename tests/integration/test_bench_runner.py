@@ -27,7 +27,7 @@ def report_dir(exported_repository: Path, tmp_path_factory: pytest.TempPathFacto
     started = time.monotonic()
     directory = run_benchmarks(
         BenchOptions(
-            scenarios=("text", "detection", "batching"),
+            scenarios=("text", "detection", "streams", "cache", "batching"),
             duration=0.5,
             warmup=0.2,
             concurrency=(1, 4),
@@ -53,7 +53,14 @@ def _scenario(report: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 def test_every_scenario_ran_without_errors(report: dict[str, Any]) -> None:
-    assert [s["key"] for s in report["scenarios"]] == ["generator", "text", "detection", "batching"]
+    assert [s["key"] for s in report["scenarios"]] == [
+        "generator",
+        "text",
+        "detection",
+        "streams",
+        "cache",
+        "batching",
+    ]
     for scenario in report["scenarios"]:
         assert scenario["errors"] == [], scenario["key"]
         assert scenario["skipped"] == [], scenario["key"]
@@ -98,6 +105,39 @@ def test_batching_covers_on_off_open_loop_and_both_sweeps(report: dict[str, Any]
     assert len(opened) == 6 and all(m["rate"] > 0 for m in opened)
 
 
+def test_streams_measure_every_stream_count_against_the_limit(report: dict[str, Any]) -> None:
+    scenario = _scenario(report, "streams")
+    streams = [m for m in scenario["measurements"] if m["series"] == "api"]
+    assert [m["concurrency"] for m in streams] == [1, 4]
+    for m in streams:
+        result = m["result"]
+        assert result["processed"] > 0 and len(result["per_stream"]) == m["concurrency"]
+        assert result["processed"] + result["dropped"] == result["sent"]
+        assert result["server_latency"]["p50_ms"] <= result["latency"]["p50_ms"]
+        assert set(m["cpu"]) >= {"generator", "api", "triton"}
+    limits = [m for m in scenario["measurements"] if m["series"] == "limit"]
+    assert limits and sum(m["config"]["best"] for m in limits) == 1
+    checks = scenario["checks"]
+    assert [c["name"] for c in checks] == [
+        "one stream vs the single-image model",
+        "4 streams vs the batched model",
+    ]
+    assert all(c["status"] in {"PASS", "FAIL"} for c in checks)
+
+
+def test_cache_hits_were_hits_and_misses_misses(report: dict[str, Any]) -> None:
+    scenario = _scenario(report, "cache")
+    measured = {(m["config"]["requests"], m["concurrency"]) for m in scenario["measurements"]}
+    assert measured == {(kind, c) for kind in ("miss", "hit") for c in (1, 4)}
+    for m in scenario["measurements"]:
+        kind, result = m["config"]["requests"], m["result"]
+        assert m["config"]["cache"] is True
+        assert result["x_cache"] == {kind: result["succeeded"]} and result["succeeded"] > 0
+        assert result["server_time"]["p50_ms"] > 0
+    (check,) = scenario["checks"]
+    assert check["status"] in {"PASS", "FAIL"} and "X-Cache" in check["detail"]
+
+
 def test_the_report_is_complete(report_dir: Path, report: dict[str, Any]) -> None:
     markdown = (report_dir / "report.md").read_text()
     for text in (
@@ -109,6 +149,10 @@ def test_the_report_is_complete(report_dir: Path, report: dict[str, Any]) -> Non
         "**Open loop**",
         "**Sweep of max_delay**",
         "**Sweep of the batch size",
+        "## 3. Streaming detection over WebSocket",
+        "**Per stream**",
+        "## 4. Prediction cache: hit vs miss",
+        "**Hit vs miss**",
         "## Configuration and inputs",
     ):
         assert text in markdown, text

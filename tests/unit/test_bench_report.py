@@ -113,7 +113,7 @@ def test_cli_render_and_compare(tmp_path: Path) -> None:
     assert "| 1.50× |" in output.read_text()
 
 
-def test_cli_refuses_scenarios_not_built_yet() -> None:
-    result = CliRunner().invoke(app, ["bench", "--scenario", "3", "--no-progress"])
+def test_cli_refuses_unknown_scenarios() -> None:
+    result = CliRunner().invoke(app, ["bench", "--scenario", "6", "--no-progress"])
     assert result.exit_code == 2
-    assert "WebSocket" in result.output
+    assert "unknown scenario '6'" in result.output

@@ -57,13 +57,11 @@ def session_for(tmp_path: Path, url: str | None = None, triton_url: str | None =
 
 
 def test_selection_by_key_or_number_with_the_generator_first() -> None:
-    assert [s.key for s in select([])] == ["generator", "text", "detection", "batching"]
-    assert [s.key for s in select(["all"])] == ["generator", "text", "detection", "batching"]
+    every = ["generator", "text", "detection", "streams", "cache", "batching"]
+    assert [s.key for s in select([])] == every
+    assert [s.key for s in select(["all"])] == every
     assert [s.key for s in select(["2", "text"])] == ["generator", "detection", "text"]
-    with pytest.raises(ValueError, match="WebSocket"):
-        select(["3"])
-    with pytest.raises(ValueError, match="cache"):
-        select(["4"])
+    assert [s.key for s in select(["3", "cache"])] == ["generator", "streams", "cache"]
     with pytest.raises(ValueError, match="unknown scenario 'nope'"):
         select(["nope"])
 
@@ -172,13 +170,47 @@ def test_api_config_environment_and_labels() -> None:
     assert ApiConfig().env() == {
         "TRITONGATE_BATCHING_ENABLED": "true",
         "TRITONGATE_BATCH_MAX_DELAY_US": "2000",
+        "TRITONGATE_CACHE_ENABLED": "false",
     }
+    cached = ApiConfig(cache=True)
+    assert cached.env()["TRITONGATE_CACHE_ENABLED"] == "true"
+    assert cached.label == "batching on, max delay 2000 µs, prediction cache on"
+    assert cached.to_dict()["cache"] is True and "cache" not in ApiConfig().to_dict()
     off = ApiConfig(batching=False)
     assert off.env()["TRITONGATE_BATCHING_ENABLED"] == "false"
     assert off.label == "front-end batching off"
     assert ApiConfig(max_delay_us=500, max_batch_size=8).label == (
         "batching on, max delay 500 µs, batch ≤ 8"
     )
+
+
+def test_streams_plan_runs_the_limit_first_then_each_stream_count(tmp_path: Path) -> None:
+    session = session_for(tmp_path)
+    record = SCENARIOS["streams"].new_record()
+    labels = [step.label for step in SCENARIOS["streams"].plan(session, record)]
+    assert labels == [
+        "streams · limit (in-process ONNX Runtime)",
+        "streams · 1 × 24 fps",
+        "streams · 2 × 24 fps",
+        "streams · 4 × 24 fps",
+    ]
+    assert record.skipped == []
+
+
+def test_cache_plan_measures_misses_then_hits_and_needs_a_local_api(tmp_path: Path) -> None:
+    session = session_for(tmp_path / "local")
+    record = SCENARIOS["cache"].new_record()
+    labels = [step.label for step in SCENARIOS["cache"].plan(session, record)]
+    assert labels == [
+        "cache · miss · 1 clients",
+        "cache · hit · 1 clients",
+        "cache · miss · 16 clients",
+        "cache · hit · 16 clients",
+    ]
+    remote = session_for(tmp_path / "remote", url="http://api.example:8000")
+    record = SCENARIOS["cache"].new_record()
+    assert SCENARIOS["cache"].plan(remote, record) == []
+    assert "remote deployment" in record.skipped[0]
 
 
 # -- the REST issue's bars -------------------------------------------------------------------------

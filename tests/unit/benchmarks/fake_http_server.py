@@ -42,6 +42,7 @@ class Reply:
     truncate: bool = False  # announce the whole body, send half of it, close
     no_length: bool = False  # no Content-Length, HTTP/1.0: the body ends when the server closes
     abort: bool = False  # close without sending anything
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers
 
 
 Behaviour = Callable[[ReceivedRequest], Reply]
@@ -73,6 +74,7 @@ def encode_reply(reply: Reply) -> bytes:
     reason = HTTPStatus(reply.status).phrase
     version = "HTTP/1.0" if reply.no_length else "HTTP/1.1"
     lines = [f"{version} {reply.status} {reason}", "Content-Type: application/json"]
+    lines.extend(f"{name}: {value}" for name, value in reply.headers)
     if reply.chunked:
         lines.append("Transfer-Encoding: chunked")
         payload = _chunked(reply.body)

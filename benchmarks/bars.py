@@ -1,0 +1,162 @@
+"""The pass/fail bars of the WebSocket streams (3) and prediction cache (4) scenarios.
+
+Streams, against the model alone measured in the same run (the limit baseline, in-process ONNX
+Runtime): one stream at 24 fps is processed at ≥ 90 % of the model's single-image rate, with a
+p95 frame latency (client round trip) ≤ 2× the single-image model latency (the batch-1 call's
+p50); four streams together reach ≥ 90 % of the best batched throughput.
+
+Cache: a hit costs at most 30 % of a miss's server time (``X-Process-Time``) at p50, at every
+concurrency measured, and ``X-Cache`` confirms that the hits were hits and the misses misses.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from benchmarks.records import Check, Measurement, ScenarioRecord
+
+STREAM_RATE_SHARE: Final = 0.9
+STREAM_LATENCY_FACTOR: Final = 2.0
+BATCHED_SHARE: Final = 0.9
+BAR_STREAMS: Final = 4
+CACHE_HIT_SHARE: Final = 0.3
+
+
+def _limit(record: ScenarioRecord, *, best: bool) -> Measurement | None:
+    for m in record.find("limit"):
+        if m.ok and (m.config.get("best") if best else m.config.get("batch_size") == 1):
+            return m
+    return None
+
+
+def _server_p95(m: Measurement) -> float | None:
+    value = m.result.get("server_latency", {}).get("p95_ms")
+    return None if value is None else float(value)
+
+
+def single_stream_check(record: ScenarioRecord) -> Check:
+    """One stream at 24 fps: ≥ 90 % of the single-image rate, p95 ≤ 2× its latency."""
+    name = "one stream vs the single-image model"
+    bar = (
+        f"one stream sending 24 fps is processed at ≥ {STREAM_RATE_SHARE:.0%} of the model's "
+        "single-image rate measured in-process in the same run, with p95 frame latency ≤ "
+        f"{STREAM_LATENCY_FACTOR:g}× the single-image model latency"
+    )
+    stream = record.one("api", concurrency=1)
+    single = _limit(record, best=False)
+    if stream is None or single is None or not stream.throughput or not single.throughput:
+        missing = ", ".join(
+            label for label, m in (("1 stream", stream), ("limit batch 1", single)) if m is None
+        )
+        return Check(name, bar, "NOT MEASURED", f"not measured: {missing or 'no results'}")
+    model_ms = single.latency("p50")
+    p95 = stream.latency("p95")
+    share = stream.throughput / single.throughput
+    factor = p95 / model_ms if p95 is not None and model_ms else None
+    passed = share >= STREAM_RATE_SHARE and factor is not None and factor <= STREAM_LATENCY_FACTOR
+    server_p95 = _server_p95(stream)
+    detail = (
+        f"1 stream processed {stream.throughput:.2f} fps vs the model's single-image "
+        f"{single.throughput:.2f} images/s = {share:.0%} (bar ≥ {STREAM_RATE_SHARE:.0%}); p95 "
+        f"frame latency (client round trip) {p95:.0f} ms vs the single-image latency (batch-1 "
+        f"call p50) {model_ms:.0f} ms = {factor:.2f}× (bar ≤ {STREAM_LATENCY_FACTOR:g}×); "
+        f"server-side p95 {server_p95:.0f} ms; dropped {stream.result.get('dropped')} of "
+        f"{stream.result.get('sent')} frames sent"
+    )
+    return Check(
+        name,
+        bar,
+        "PASS" if passed else "FAIL",
+        detail,
+        {
+            "stream_fps": stream.throughput,
+            "single_image_per_s": single.throughput,
+            "rate_share": share,
+            "p95_ms": p95,
+            "server_p95_ms": server_p95,
+            "single_image_ms": model_ms,
+            "latency_factor": factor,
+        },
+    )
+
+
+def four_streams_check(record: ScenarioRecord) -> Check:
+    """Four streams together: ≥ 90 % of the in-process batched throughput."""
+    name = f"{BAR_STREAMS} streams vs the batched model"
+    bar = (
+        f"{BAR_STREAMS} streams together reach ≥ {BATCHED_SHARE:.0%} of the in-process batched "
+        "throughput"
+    )
+    streams = record.one("api", concurrency=BAR_STREAMS)
+    best = _limit(record, best=True)
+    if streams is None or best is None or not best.throughput:
+        missing = ", ".join(
+            label
+            for label, m in ((f"{BAR_STREAMS} streams", streams), ("limit", best))
+            if m is None
+        )
+        return Check(name, bar, "NOT MEASURED", f"not measured: {missing or 'no results'}")
+    total = streams.throughput or 0.0
+    share = total / best.throughput
+    detail = (
+        f"{BAR_STREAMS} streams processed {total:.2f} fps in total vs the model's best batched "
+        f"{best.throughput:.2f} images/s (batch {best.config.get('batch_size')}) = {share:.0%} "
+        f"(bar ≥ {BATCHED_SHARE:.0%}); p95 frame latency {streams.latency('p95') or 0:.0f} ms"
+    )
+    return Check(
+        name,
+        bar,
+        "PASS" if share >= BATCHED_SHARE else "FAIL",
+        detail,
+        {"streams_fps": total, "batched_per_s": best.throughput, "share": share},
+    )
+
+
+def server_p50(m: Measurement) -> float | None:
+    """The p50 of ``X-Process-Time`` (ms) of a cache measurement."""
+    value = m.result.get("server_time", {}).get("p50_ms") if m.ok else None
+    return None if value is None else float(value)
+
+
+def cache_verified(m: Measurement, kind: str) -> bool:
+    """Whether every measured successful response said ``X-Cache: <kind>``."""
+    counts = m.result.get("x_cache", {})
+    return bool(counts) and set(counts) == {kind} and counts[kind] == m.result.get("succeeded")
+
+
+def cache_check(record: ScenarioRecord) -> Check:
+    """At every concurrency: hit server p50 ≤ 30 % of miss server p50, X-Cache confirmed."""
+    name = "cache hit vs miss server time"
+    bar = (
+        f"a cache hit on /prediction costs at most {CACHE_HIT_SHARE:.0%} of a miss's server time "
+        "at p50, measured in one run"
+    )
+    levels = sorted({m.concurrency or 0 for m in record.measurements if m.ok})
+    parts: list[str] = []
+    values: dict[str, float | None] = {}
+    passed = True
+    for clients in levels:
+        miss = record.one("api", concurrency=clients, requests="miss")
+        hit = record.one("api", concurrency=clients, requests="hit")
+        if miss is None or hit is None:
+            continue
+        miss_p50, hit_p50 = server_p50(miss), server_p50(hit)
+        if miss_p50 is None or hit_p50 is None or miss_p50 <= 0:
+            continue
+        share = hit_p50 / miss_p50
+        verified = cache_verified(miss, "miss") and cache_verified(hit, "hit")
+        passed = passed and share <= CACHE_HIT_SHARE and verified
+        values |= {
+            f"miss_p50_ms_{clients}": miss_p50,
+            f"hit_p50_ms_{clients}": hit_p50,
+            f"share_{clients}": share,
+        }
+        parts.append(
+            f"{clients} client(s): hit p50 {hit_p50:.3f} ms vs miss p50 {miss_p50:.3f} ms = "
+            f"{share:.0%} (X-Cache: hits {hit.result.get('x_cache')}, misses "
+            f"{miss.result.get('x_cache')}{'' if verified else ': NOT as expected'})"
+        )
+    if not parts:
+        return Check(name, bar, "NOT MEASURED", "no concurrency with both a hit and a miss run")
+    detail = "; ".join(parts) + f" (bar ≤ {CACHE_HIT_SHARE:.0%} at every concurrency)"
+    return Check(name, bar, "PASS" if passed else "FAIL", detail, values)

@@ -1,0 +1,139 @@
+"""The streams and cache bars (benchmarks.bars) and their report sections (benchmarks.views)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.bars import cache_check, four_streams_check, single_stream_check
+from benchmarks.records import Measurement, RunRecord, ScenarioRecord
+from benchmarks.report import render_markdown
+from benchmarks.scenarios import SCENARIOS
+from tests.unit.benchmarks.synthetic import limit_measurement
+
+
+def _summary(p50: float, p95: float) -> dict[str, float]:
+    return {"count": 50, "mean_ms": p50, "p50_ms": p50, "p90_ms": p95, "p95_ms": p95}
+
+
+def stream_measurement(streams: int, fps: float, p95_ms: float) -> Measurement:
+    per = {
+        "sent": 240,
+        "processed": round(fps * 10 / streams),
+        "fps": fps / streams,
+        "dropped": 200,
+        "dropped_reported": 200,
+        "unanswered": 0,
+        "latency": _summary(p95_ms * 0.8, p95_ms),
+        "server_latency": _summary(p95_ms * 0.75, p95_ms * 0.95),
+    }
+    result: dict[str, Any] = {
+        "throughput_rps": fps,
+        "sent": 240 * streams,
+        "dropped": 200 * streams,
+        "errors": 0,
+        "errors_by_kind": {},
+        "latency": _summary(p95_ms * 0.8, p95_ms),
+        "server_latency": _summary(p95_ms * 0.75, p95_ms * 0.95),
+        "per_stream": [per | {"stream": k + 1} for k in range(streams)],
+    }
+    return Measurement(
+        "streams", "api", f"{streams} stream(s)", "open", streams, 24.0 * streams,
+        result=result, cpu={"generator": 0.05, "api": 0.1, "triton": 1.5},
+    )  # fmt: skip
+
+
+def streams_record(one_fps: float, p95_ms: float, four_fps: float) -> ScenarioRecord:
+    record = SCENARIOS["streams"].new_record()
+    record.measurements += [
+        limit_measurement("streams", 1, 8.0, best=False),  # batch-1 call p50: 1.0 ms
+        limit_measurement("streams", 8, 10.0, best=True),
+        stream_measurement(1, one_fps, p95_ms),
+        stream_measurement(4, four_fps, p95_ms * 4),
+    ]
+    return record
+
+
+def cache_measurement(kind: str, clients: int, p50: float, counts: dict[str, int]) -> Measurement:
+    result = {
+        "throughput_rps": 1000.0,
+        "succeeded": sum(counts.values()),
+        "latency": _summary(p50 + 0.2, p50 + 1.0),
+        "server_time": _summary(p50, p50 * 2),
+        "x_cache": counts,
+    }
+    config = {"batching": True, "cache": True, "requests": kind}
+    return Measurement("cache", "api", f"cache {kind}", "closed", clients, config=config,
+                       result=result)  # fmt: skip
+
+
+def cache_record(hit_p50: float = 0.1, hit_counts: dict[str, int] | None = None) -> ScenarioRecord:
+    record = SCENARIOS["cache"].new_record()
+    for clients in (1, 16):
+        record.measurements += [
+            cache_measurement("miss", clients, 2.0, {"miss": 100}),
+            cache_measurement("hit", clients, hit_p50, hit_counts or {"hit": 900}),
+        ]
+    return record
+
+
+def test_stream_bars_pass_with_the_model_rates() -> None:
+    record = streams_record(one_fps=7.5, p95_ms=1.9, four_fps=9.5)
+    single, four = single_stream_check(record), four_streams_check(record)
+    assert single.status == "PASS" and four.status == "PASS"
+    assert single.values["rate_share"] == 7.5 / 8.0
+    assert single.values["latency_factor"] == 1.9
+    assert "= 94% (bar ≥ 90%)" in single.detail and "= 95% (bar ≥ 90%)" in four.detail
+
+
+def test_stream_bars_fail_on_rate_or_latency_with_the_numbers() -> None:
+    slow = streams_record(one_fps=6.0, p95_ms=1.5, four_fps=5.0)
+    assert single_stream_check(slow).status == "FAIL"
+    assert "= 75% (bar ≥ 90%)" in single_stream_check(slow).detail
+    assert four_streams_check(slow).status == "FAIL"
+    late = streams_record(one_fps=7.9, p95_ms=2.5, four_fps=9.5)
+    check = single_stream_check(late)
+    assert check.status == "FAIL" and "= 2.50× (bar ≤ 2×)" in check.detail
+
+
+def test_stream_bars_not_measured_without_the_limit_or_the_streams() -> None:
+    record = SCENARIOS["streams"].new_record()
+    record.measurements.append(stream_measurement(1, 7.0, 1.0))
+    assert single_stream_check(record).status == "NOT MEASURED"
+    assert "limit batch 1" in single_stream_check(record).detail
+    assert four_streams_check(record).status == "NOT MEASURED"
+
+
+def test_cache_bar_compares_server_p50_at_every_concurrency() -> None:
+    check = cache_check(cache_record(hit_p50=0.1))
+    assert check.status == "PASS"
+    assert check.values["share_1"] == 0.05 and check.values["share_16"] == 0.05
+    assert "hit p50 0.100 ms vs miss p50 2.000 ms = 5%" in check.detail
+    assert cache_check(cache_record(hit_p50=0.8)).status == "FAIL"
+
+
+def test_cache_bar_fails_when_x_cache_contradicts_the_kind() -> None:
+    check = cache_check(cache_record(hit_counts={"hit": 800, "miss": 100}))
+    assert check.status == "FAIL" and "NOT as expected" in check.detail
+    assert cache_check(SCENARIOS["cache"].new_record()).status == "NOT MEASURED"
+
+
+def test_report_has_the_streams_and_cache_sections() -> None:
+    streams = streams_record(one_fps=6.0, p95_ms=1.5, four_fps=9.5)
+    cache = cache_record()
+    for record in (streams, cache):
+        record.checks = SCENARIOS[record.key].checks(record)
+    machine = {"name": "m", "cores": 2}
+    run = RunRecord("2026-01-01T00:00:00+00:00", machine, {}, scenarios=[streams, cache])
+    markdown = render_markdown(run, {})
+    for text in (
+        "## 3. Streaming detection over WebSocket",
+        "**FAIL**: one stream sending 24 fps",
+        "| streams | offered fps | processed fps |",
+        "| 4 | 96.0 | 9.50 | 2.4 / 2.4 / 2.4 / 2.4 | 800 / 960 | 0 |",
+        "**Per stream**",
+        "**Limit: the model alone**",
+        "## 4. Prediction cache: hit vs miss",
+        "**PASS**: a cache hit on /prediction costs at most 30%",
+        "| 16 | hit | 1,000 | 0.10 / 0.20 / — | 0.30 / — | hit×900 | 0 | 0.05× |",
+    ):
+        assert text in markdown, text
