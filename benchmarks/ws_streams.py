@@ -166,9 +166,10 @@ async def _stream(
     headers: Mapping[str, str],
     drain_timeout: float,
 ) -> StreamLog:
-    measure_from = start + warmup
-    stop_at = measure_from + duration
-    first_measured = max(0, math.ceil((measure_from - start) * fps - 1e-9)) + 1
+    # Frame counts come from integer arithmetic on the offsets, not from comparing absolute
+    # float times, which can differ by one ulp at the boundary (and count one frame more).
+    first_measured = max(0, math.ceil(warmup * fps - 1e-9)) + 1
+    total_frames = max(0, math.ceil((warmup + duration) * fps - 1e-9))
     log = StreamLog(first_measured)
     async with connect(url, additional_headers=dict(headers), max_size=None) as websocket:
         await websocket.send(json.dumps({"threshold": threshold}))
@@ -176,9 +177,9 @@ async def _stream(
         receiver = asyncio.create_task(_receive(websocket, log, sending))
         index = 0
         while True:
-            scheduled = start + index / fps
-            if scheduled >= stop_at or receiver.done():
+            if index >= total_frames or receiver.done():
                 break
+            scheduled = start + index / fps
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
