@@ -35,7 +35,7 @@ import numpy as np
 
 from benchmarks.http11 import HttpClientError, HttpConnection, HttpResponse
 from benchmarks.payloads import Encoder, RequestSpec, get
-from benchmarks.results import LoadResult, Recorder, RunInfo
+from benchmarks.results import ClosedLoopBudget, LoadResult, Recorder, RunInfo
 
 Arrivals = Literal["poisson", "uniform"]
 T = TypeVar("T")
@@ -163,25 +163,13 @@ async def closed_loop(
     )
     recorder = Recorder()
     indices = itertools.count()
-    remaining = requests
 
     cpu_start = time.process_time()
-    started = time.perf_counter()
-    measure_from = started + warmup
-    stop_at = measure_from + duration if duration is not None else math.inf
-    recorder.start_window(measure_from)
+    budget = ClosedLoopBudget(warmup, duration, requests)
+    recorder.start_window(budget.measure_from)
 
     async def client(connection: HttpConnection) -> None:
-        nonlocal remaining
-        while True:
-            now = time.perf_counter()
-            if now >= stop_at:
-                return
-            measured = now >= measure_from
-            if measured and remaining is not None:
-                if remaining <= 0:
-                    return
-                remaining -= 1
+        while (measured := budget.next_send()) is not None:
             message = encode(next(indices))
             sent_at = time.perf_counter()
             response, kind = await _exchange(connection, message, timeout, head_request)
@@ -198,11 +186,11 @@ async def closed_loop(
         await asyncio.gather(*(client(c) for c in connections))
     finally:
         _close_all(connections)
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - budget.started
     info = RunInfo("closed", url, request.method, request.path, warmup, concurrency=concurrency)
     return recorder.result(
         info,
-        planned_end=stop_at if duration is not None else None,
+        planned_end=budget.planned_end,
         connections_opened=sum(c.opened for c in connections),
         retries=sum(c.retries for c in connections),
         generator_cpu=(time.process_time() - cpu_start) / elapsed if elapsed > 0 else 0.0,

@@ -11,6 +11,8 @@ requests only.
 
 from __future__ import annotations
 
+import math
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
@@ -225,3 +227,30 @@ class Recorder:
             latencies_ms=np.asarray(self._latencies, dtype=np.float64) * 1000.0,
             send_offsets_s=np.asarray(self._offsets, dtype=np.float64) - start,
         )
+
+
+class ClosedLoopBudget:
+    """When closed-loop clients stop and which of their sends are measured.
+
+    Sends before ``warmup`` has passed are not measured; the loop ends at ``duration`` seconds
+    of measured sending, or once ``requests`` measured sends (shared by all clients) were made.
+    """
+
+    def __init__(self, warmup: float, duration: float | None, requests: int | None) -> None:
+        self.started = time.perf_counter()
+        self.measure_from = self.started + warmup
+        self.stop_at = self.measure_from + duration if duration is not None else math.inf
+        self.planned_end = self.stop_at if duration is not None else None
+        self.remaining = requests
+
+    def next_send(self) -> bool | None:
+        """``None``: stop now; otherwise whether the send about to be made is measured."""
+        now = time.perf_counter()
+        if now >= self.stop_at:
+            return None
+        measured = now >= self.measure_from
+        if measured and self.remaining is not None:
+            if self.remaining <= 0:
+                return None
+            self.remaining -= 1
+        return measured

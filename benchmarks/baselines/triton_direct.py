@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import math
 import time
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from benchmarks.results import LoadResult, Recorder, RunInfo
+from benchmarks.results import ClosedLoopBudget, LoadResult, Recorder, RunInfo
 from serving.client import TritonGrpcClient
 from serving.errors import ServingError
 
@@ -60,26 +59,14 @@ async def closed_loop(
     client = TritonGrpcClient(grpc_url)
     recorder = Recorder()
     indices = itertools.count()
-    remaining = requests
     try:
         await client.infer(model, samples[0], timeout=timeout)  # channel up, output names known
         cpu_start = time.process_time()
-        started = time.perf_counter()
-        measure_from = started + warmup
-        stop_at = measure_from + duration if duration is not None else math.inf
-        recorder.start_window(measure_from)
+        budget = ClosedLoopBudget(warmup, duration, requests)
+        recorder.start_window(budget.measure_from)
 
         async def worker() -> None:
-            nonlocal remaining
-            while True:
-                now = time.perf_counter()
-                if now >= stop_at:
-                    return
-                measured = now >= measure_from
-                if measured and remaining is not None:
-                    if remaining <= 0:
-                        return
-                    remaining -= 1
+            while (measured := budget.next_send()) is not None:
                 inputs = samples[next(indices) % len(samples)]
                 sent_at = time.perf_counter()
                 try:
@@ -94,7 +81,7 @@ async def closed_loop(
                         recorder.response(sent_at, sent_at, time.perf_counter(), OK_STATUS)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - budget.started
     finally:
         await client.close()
     info = RunInfo(
@@ -102,7 +89,7 @@ async def closed_loop(
     )
     return recorder.result(
         info,
-        planned_end=stop_at if duration is not None else None,
+        planned_end=budget.planned_end,
         connections_opened=1,
         retries=0,
         generator_cpu=(time.process_time() - cpu_start) / elapsed if elapsed > 0 else 0.0,
