@@ -43,9 +43,8 @@ from export.repository import ExportedModel, check_onnx_against_spec
 from serving.model_repository import read_labels, read_provenance
 from serving.specs import NEWSGROUPS, NEWSGROUPS_CATEGORIES
 from tests.helpers.newsgroups_corpus import EXAMPLES, write_newsgroups_archive
+from tests.stack import copy_committed_configs
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-COMMITTED_MODEL_DIR = PROJECT_ROOT / "model_repository" / NEWSGROUPS.name
 # The book's four categories in the real bydate split (sklearn orders target_names by name).
 REAL_SPLIT_SIZES = {"train": 2149, "test": 1430}
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -73,13 +72,6 @@ def _configured_archive() -> Path | None:
     return Path(value) if value and Path(value).is_file() else None
 
 
-def _copy_committed_configs(repository: Path) -> None:
-    model_dir = repository / NEWSGROUPS.name
-    model_dir.mkdir(parents=True)
-    shutil.copy2(COMMITTED_MODEL_DIR / "config.pbtxt", model_dir / "config.pbtxt")
-    shutil.copytree(COMMITTED_MODEL_DIR / "configs", model_dir / "configs")
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> ExportRun:
     work = tmp_path_factory.mktemp("newsgroups-export")
@@ -87,7 +79,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> ExportRun:
     archive = configured or write_newsgroups_archive(work / "20news-bydate.tar.gz")
     print(f"\n20 Newsgroups archive: {archive} ({'real' if configured else 'synthetic'})")
     repository = work / "repo"
-    _copy_committed_configs(repository)
+    copy_committed_configs(repository, models=(NEWSGROUPS.name,))
     lines: list[str] = []
 
     def log(line: str) -> None:

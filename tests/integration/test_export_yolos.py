@@ -8,7 +8,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers/huggingface_hub are imported
 
 import json
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +31,8 @@ from export.yolos_weights import COCO_ID2LABEL, RANDOM_WEIGHTS_NOTE, load_yolos
 from serving.detection import decode_image, preprocess_batch
 from serving.model_repository import model_versions, read_labels, read_provenance
 from serving.specs import YOLOS
+from tests.stack import copy_committed_configs
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SEED = 7
 ABSENT_HUB_ID = "tritongate-tests/no-such-yolos"
 
@@ -94,12 +93,7 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def _repository_copy(root: Path) -> Path:
     """A model repository holding only the committed yolos configs."""
-    repository = root / "repo"
-    source = REPO_ROOT / "model_repository" / "yolos"
-    (repository / "yolos").mkdir(parents=True)
-    shutil.copy(source / "config.pbtxt", repository / "yolos" / "config.pbtxt")
-    shutil.copytree(source / "configs", repository / "yolos" / "configs")
-    return repository
+    return copy_committed_configs(root / "repo", models=("yolos",))
 
 
 @dataclass

@@ -12,8 +12,7 @@ from export.repository import check_onnx_against_spec, write_model
 from serving.model_config import ModelConfigError
 from serving.model_repository import model_versions, read_labels, read_provenance
 from serving.specs import YOLOS
-
-REPOSITORY = Path(__file__).resolve().parents[2] / "model_repository"
+from tests.stack import copy_committed_configs
 
 
 def _yolos_like(
@@ -55,13 +54,7 @@ def test_mismatching_graph_is_refused(model: onnx.ModelProto, expected: str) -> 
 
 
 def _repository_copy(tmp_path: Path) -> Path:
-    target = tmp_path / "repo" / "yolos"
-    target.mkdir(parents=True)
-    (target / "config.pbtxt").write_text((REPOSITORY / "yolos" / "config.pbtxt").read_text())
-    (target / "configs").mkdir()
-    cpu = (REPOSITORY / "yolos" / "configs" / "cpu.pbtxt").read_text()
-    (target / "configs" / "cpu.pbtxt").write_text(cpu)
-    return tmp_path / "repo"
+    return copy_committed_configs(tmp_path / "repo", models=("yolos",))
 
 
 def test_write_model_lays_out_the_version_labels_and_provenance(tmp_path: Path) -> None:
