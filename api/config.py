@@ -34,7 +34,10 @@ class Settings(ServingSettings):
     queue_size: int = Field(default=512, ge=1)
     request_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=1, ge=1)
-    model_refresh_interval_s: float = Field(default=5.0, gt=0)
+    # While Triton is unreachable a batch is retried this long (within the request deadline), so
+    # a Triton restart costs latency instead of errors; 0 fails at once.
+    triton_ride_through_s: float = Field(default=8.0, ge=0)
+    model_refresh_interval_s: float = Field(default=2.0, gt=0)
 
     # Request limits.
     max_text_chars: int = Field(default=100_000, ge=1)

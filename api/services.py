@@ -67,9 +67,15 @@ def build_client(settings: Settings) -> InferenceClient:
     return TritonGrpcClient(settings.triton_url)
 
 
+# While a model's version is unconfirmed (Triton was unreachable or served another version), the
+# registry is refreshed this often instead of every ``model_refresh_interval_s``.
+UNCONFIRMED_REFRESH_S = 0.25
+
+
 async def _refresh_forever(registry: ModelRegistry, interval: float) -> None:
     while True:
-        await asyncio.sleep(interval)
+        pause = interval if registry.all_confirmed else min(interval, UNCONFIRMED_REFRESH_S)
+        await asyncio.sleep(pause)
         try:
             await registry.refresh()
         except Exception:  # keep refreshing whatever one round hit
@@ -95,6 +101,7 @@ async def start_services(settings: Settings, metrics: Metrics | None = None) -> 
             timeout=settings.request_timeout_s,
             max_in_flight=settings.batch_max_in_flight,
             enabled=settings.batching_enabled,
+            ride_through=settings.triton_ride_through_s,
         )
         observer = metrics.batcher_observer(name) if metrics is not None else None
         batchers[name] = MicroBatcher(name, client, config, observer)
@@ -103,7 +110,7 @@ async def start_services(settings: Settings, metrics: Metrics | None = None) -> 
     cache = await build_prediction_cache(
         settings,
         metrics.cache_observer() if metrics is not None else NullCacheObserver(),
-        lambda model: registry.states[model].version,
+        registry,
     )
     services = Services(
         settings=settings,

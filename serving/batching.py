@@ -11,7 +11,10 @@ splits the outputs back.
   :class:`QueueFullError` (HTTP 503 with ``Retry-After``).
 * Each item has a deadline: past it the caller gets :class:`InferenceTimeoutError` (HTTP 504) and
   the item is dropped from the queue. A cancelled caller (client gone) frees its slot at once.
-* When a batched call fails, every member gets the same typed error.
+* When a batched call fails, every member gets the same typed error. While the server is
+  unreachable a batch is retried for up to ``ride_through`` seconds (within its deadline), so a
+  restarted server costs latency rather than errors; once one batch has given up, later batches
+  fail at once (no retries) until a call succeeds again.
 * ``enabled=False`` turns front-end batching off: each call goes straight to the client (Triton's
   own dynamic batcher still merges them); the queue bound and deadlines still apply.
 * A :class:`BatcherObserver` hears about queue depth, refusals, batches and their round trips,
@@ -32,7 +35,12 @@ from typing import Literal, Protocol
 import numpy as np
 
 from serving.client import InferenceClient, InferenceResult
-from serving.errors import InferenceFailedError, InferenceTimeoutError, ServingError
+from serving.errors import (
+    InferenceFailedError,
+    InferenceTimeoutError,
+    InferenceUnavailableError,
+    ServingError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +102,12 @@ class BatcherConfig:
     timeout: float = 10.0  # per-item deadline, seconds
     max_in_flight: int = 2  # batches sent and not yet answered
     enabled: bool = True
+    ride_through: float = 0.0  # seconds a batch retries while the server is unreachable
+
+
+# Pauses between retries while the server is unreachable (doubling from the first to the last).
+RETRY_PAUSE_FIRST = 0.05
+RETRY_PAUSE_LAST = 0.5
 
 
 @dataclass
@@ -115,6 +129,7 @@ class BatcherStats:
     rejected: int = 0
     timed_out: int = 0
     failed: int = 0
+    retries: int = 0  # calls repeated because the server was unreachable
 
 
 class MicroBatcher:
@@ -140,6 +155,7 @@ class MicroBatcher:
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
+        self._unreachable = False  # a batch gave up on an unreachable server; none since answered
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -288,7 +304,6 @@ class MicroBatcher:
         self.stats.batches += 1
         self.stats.items += len(batch)
         started = time.monotonic()
-        budget = max(item.deadline for item in batch) - started
         self.observer.batch_sent(
             sum(item.rows for item in batch), [started - item.enqueued for item in batch]
         )
@@ -303,7 +318,7 @@ class MicroBatcher:
             )
             call_started = time.monotonic()
             try:
-                result = await self.client.infer(self.model, merged, timeout=max(budget, 0.001))
+                result = await self._infer(batch, merged)
             finally:
                 self.observer.batch_done(time.monotonic() - call_started)
             _check_rows(self.model, result, sum(item.rows for item in batch))
@@ -333,6 +348,33 @@ class MicroBatcher:
                 }
                 item.future.set_result(InferenceResult(outputs, result.model_version))
             offset += item.rows
+
+    async def _infer(self, batch: list[_Item], merged: Mapping[str, np.ndarray]) -> InferenceResult:
+        """One call for ``batch``, retried while the server is unreachable (see the module doc)."""
+        deadline = max(item.deadline for item in batch)
+        ride_through = 0.0 if self._unreachable else self.config.ride_through
+        give_up = min(deadline, time.monotonic() + ride_through)
+        pause = RETRY_PAUSE_FIRST
+        while True:
+            try:
+                result = await self.client.infer(
+                    self.model, merged, timeout=max(deadline - time.monotonic(), 0.001)
+                )
+            except InferenceUnavailableError:
+                abandoned = all(item.future.done() for item in batch)
+                if abandoned or time.monotonic() + pause >= give_up:
+                    if not self._unreachable:
+                        logger.warning("%s: the inference server is unreachable", self.model)
+                    self._unreachable = True
+                    raise
+                self.stats.retries += 1
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, RETRY_PAUSE_LAST)
+                continue
+            if self._unreachable:
+                logger.info("%s: the inference server answers again", self.model)
+            self._unreachable = False
+            return result
 
 
 def _check_rows(model: str, result: InferenceResult, rows: int) -> None:

@@ -4,6 +4,12 @@ The inference server says whether a model is ready, which versions it serves and
 the model repository (the same files the server loads) gives labels and the weights' provenance.
 :meth:`ModelRegistry.refresh` re-reads both, so a restarted server or a new version is picked
 up without restarting the API.
+
+The version is what the prediction cache keys on, so it must never be stale: a version is
+*confirmed* by a successful refresh and becomes unconfirmed when the server is unreachable
+(a failed refresh, or an inference that found it down) or when an inference came back from
+another version. An unconfirmed version is not used for cache lookups (:meth:`cache_version`)
+until the next refresh, which comes sooner while anything is unconfirmed.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ class ModelState:
     labels: list[str] = field(default_factory=list)
     provenance: dict[str, Any] | None = None
     error: str | None = None
+    confirmed: bool = False  # ``version`` is what the server serves (see the module doc)
 
     @property
     def ready(self) -> bool:
@@ -73,6 +80,25 @@ class ModelRegistry:
             return info.max_batch_size
         return int(self.local_config(model).get("max_batch_size", 1))
 
+    def cache_version(self, model: str) -> str | None:
+        """The version to look cached results up under; None while it is unconfirmed."""
+        state = self.states[model]
+        return state.version if state.confirmed else None
+
+    def unreachable(self, model: str) -> None:
+        """An inference found the server unreachable: it may come back with another version."""
+        self.states[model].confirmed = False
+
+    def served(self, model: str, version: str) -> None:
+        """An inference came back from ``version``; another than ours means a new one is out."""
+        state = self.states[model]
+        if version != state.version:
+            state.confirmed = False
+
+    @property
+    def all_confirmed(self) -> bool:
+        return all(state.confirmed for state in self.states.values())
+
     async def refresh(self) -> None:
         for name, state in self.states.items():
             previous = state.version
@@ -81,7 +107,9 @@ class ModelRegistry:
                 state.error = None if state.info.ready else "the model is not ready"
             except ServingError as error:
                 state.error = str(error)
+                state.confirmed = False
                 continue
+            state.confirmed = state.info.ready
             if state.version != previous or not state.labels:
                 self._read_files(state)
 

@@ -16,7 +16,7 @@ from api.cache.base import (
 from api.cache.guard import GuardedCache
 from api.cache.keys import CacheKey, image_key, image_key_off_loop, text_key, texts_key
 from api.cache.memory import MemoryCache
-from api.cache.predictions import CACHE_HEADER, PredictionCache, VersionLookup
+from api.cache.predictions import CACHE_HEADER, ModelVersions, PredictionCache
 from api.cache.redis import RedisCache
 from api.config import Settings
 
@@ -62,7 +62,7 @@ def build_backend(settings: Settings) -> CacheBackend:
 
 
 async def build_prediction_cache(
-    settings: Settings, observer: CacheObserver, versions: VersionLookup
+    settings: Settings, observer: CacheObserver, versions: ModelVersions
 ) -> PredictionCache:
     """The configured cache. With Redis, its reachability is checked (and logged) but a Redis
     that is down does not stop the API: it serves without the cache until Redis answers."""

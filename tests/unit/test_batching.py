@@ -21,6 +21,7 @@ from serving.client import InferenceResult, ModelInfo
 from serving.errors import (
     InferenceFailedError,
     InferenceTimeoutError,
+    InferenceUnavailableError,
     InvalidInferenceInputError,
     ServingError,
 )
@@ -853,3 +854,96 @@ def test_observer_hears_depth_batches_waits_roundtrips_and_refusals() -> None:
     assert len(observer.waits) == 5 and all(wait >= 0 for wait in observer.waits)
     assert len(observer.roundtrips) >= 3 and observer.roundtrips[0] >= 0
     assert observer.failures == 1
+
+
+# --- riding through an unreachable server -------------------------------------------------------
+
+
+class FlakyClient(FakeClient):
+    """Unreachable for its first ``failures`` calls, then a normal fake."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def infer(
+        self, model: str, inputs: Mapping[str, np.ndarray], timeout: float | None = None
+    ) -> InferenceResult:
+        if self.failures > 0:
+            self.failures -= 1
+            self.calls.append(dict(inputs))
+            raise InferenceUnavailableError("Triton is unreachable: connection refused")
+        return await super().infer(model, inputs, timeout)
+
+
+def test_a_batch_rides_through_a_short_outage_and_succeeds() -> None:
+    async def body() -> None:
+        client = FlakyClient(failures=3)
+        batcher = make_batcher(client, ride_through=2.0)
+        try:
+            result = await batcher.submit(item_inputs(1))
+            assert_own_rows(result, 1, 1)
+            assert len(client.calls) == 4  # three refusals, then the answer
+            assert batcher.stats.retries == 3
+            assert batcher.stats.failed == 0
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_without_ride_through_an_unreachable_server_fails_at_once() -> None:
+    async def body() -> None:
+        client = FlakyClient(failures=1)
+        batcher = make_batcher(client)
+        try:
+            with pytest.raises(InferenceUnavailableError):
+                await batcher.submit(item_inputs(1))
+            assert len(client.calls) == 1
+            assert_own_rows(await batcher.submit(item_inputs(2)), 2, 1)
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_after_one_batch_gives_up_later_batches_fail_fast_until_the_server_answers() -> None:
+    async def body() -> None:
+        client = FlakyClient(failures=10**6)
+        batcher = make_batcher(client, ride_through=0.3)
+        try:
+            started = time.monotonic()
+            with pytest.raises(InferenceUnavailableError):
+                await batcher.submit(item_inputs(1))
+            first = time.monotonic() - started
+            assert 0.1 <= first <= 1.0, first  # retried for about ride_through
+            calls = len(client.calls)
+            assert calls > 2
+            started = time.monotonic()
+            with pytest.raises(InferenceUnavailableError):
+                await batcher.submit(item_inputs(2))
+            assert len(client.calls) == calls + 1  # one try, no retries
+            assert time.monotonic() - started < 0.1
+            client.failures = 0  # the server is back: the next call succeeds and re-arms
+            assert_own_rows(await batcher.submit(item_inputs(3)), 3, 1)
+            client.failures = 2
+            assert_own_rows(await batcher.submit(item_inputs(4)), 4, 1)  # rides through again
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_ride_through_never_outlasts_the_deadline() -> None:
+    async def body() -> None:
+        client = FlakyClient(failures=10**6)
+        batcher = make_batcher(client, ride_through=30.0, timeout=0.4)
+        try:
+            started = time.monotonic()
+            with pytest.raises((InferenceUnavailableError, InferenceTimeoutError)):
+                await batcher.submit(item_inputs(1))
+            assert time.monotonic() - started < 0.6
+        finally:
+            await batcher.close()
+
+    run(body)
