@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from fastapi import APIRouter, WebSocket
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.streaming import CLOSE_POLICY_VIOLATION, DetectionStream
 from api.ws_auth import WebSocketAuthError, authenticate_websocket
@@ -35,8 +37,11 @@ async def detection_stream(websocket: WebSocket) -> None:
             await stream.run()
     finally:
         services.stream_observer.closed()
-    if websocket.application_state == WebSocketState.CONNECTED:
-        await websocket.close()
+    # Close our side unless the client already left (closing then would raise).
+    connected = WebSocketState.CONNECTED
+    if websocket.application_state == connected and websocket.client_state == connected:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.close()
 
 
 router.add_api_websocket_route("/object-detection", detection_stream)
