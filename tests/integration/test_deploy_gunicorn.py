@@ -169,3 +169,62 @@ def test_two_workers_serve_and_sigterm_lets_in_flight_requests_finish(
     assert {f"in-flight-{n}" for n in range(IN_FLIGHT)} <= finished
     unhealthy = _healthcheck(port, "/health/live")
     assert unhealthy.returncode == 1 and "unreachable" in unhealthy.stderr
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (from /proc; the gunicorn workers of its master)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(
+    serve: tuple[subprocess.Popen[bytes], int, Path],
+) -> None:
+    process, port, log_path = serve
+    (master,) = _children(process.pid)  # `tritongate serve` runs gunicorn's master as a child
+    workers = _children(master)
+    assert len(workers) == WORKERS, workers
+    victim = min(workers)
+    outcomes: list[int | str] = []
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
+
+        def call(n: int) -> None:
+            try:
+                reply = client.post("/prediction", json={"text": f"gpu driver {n}"})
+                outcomes.append(reply.status_code)
+            except httpx.TransportError as error:  # only a request the killed worker held
+                outcomes.append(type(error).__name__)
+
+        for n in range(20):
+            call(n)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        replaced_in = None
+        n = 20
+        while time.monotonic() - killed < 30:
+            call(n)
+            n += 1
+            current = _children(master)
+            if replaced_in is None and len(current) == WORKERS and victim not in current:
+                replaced_in = time.monotonic() - killed
+            if replaced_in is not None and n >= 80:
+                break
+    after = _children(master)
+    failures = [outcome for outcome in outcomes if outcome != 200]
+    print(
+        f"\nworker {victim} killed: replaced in {replaced_in:.2f} s by {after - workers}; "
+        f"{len(outcomes)} requests, failures {failures}"
+    )
+    assert replaced_in is not None, log_path.read_text(errors="replace")[-3000:]
+    assert len(after) == WORKERS and victim not in after
+    assert len(failures) <= 1, "only a request in flight on the killed worker may fail"
+    assert all(outcome == 200 for outcome in outcomes[-30:])
+    assert process.poll() is None and _children(process.pid) == {master}, "the master stays"
