@@ -219,8 +219,9 @@ def test_a_killed_worker_is_replaced_and_the_other_keeps_serving(
                 break
     after = _children(master)
     failures = [outcome for outcome in outcomes if outcome != 200]
+    replaced = "never" if replaced_in is None else f"in {replaced_in:.2f} s"
     print(
-        f"\nworker {victim} killed: replaced in {replaced_in or float("nan"):.2f} s by {after - workers}; "
+        f"\nworker {victim} killed: replaced {replaced} by {after - workers}; "
         f"{len(outcomes)} requests, failures {failures}"
     )
     assert replaced_in is not None, log_path.read_text(errors="replace")[-3000:]
