@@ -3,17 +3,24 @@
 ``create_async_engine`` does not connect; the first query does. SQLite gets foreign keys turned
 on for every connection (so ``ON DELETE CASCADE`` works), WAL journaling and a busy timeout so
 concurrent writers wait for each other instead of failing.
+
+A database that cannot be reached (down, restarting, connection dropped mid-query) becomes
+:class:`~api.errors.DatabaseUnavailableError` (503 with ``Retry-After``) at the session's
+boundary; the pool checks connections before use (``pool_pre_ping``), so it recovers by itself
+once the database is back. Errors of the statements themselves (integrity, bad SQL) pass as they
+are.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,6 +30,9 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from api.config import Settings
+from api.errors import DatabaseUnavailableError
+
+logger = logging.getLogger(__name__)
 
 SQLITE_BUSY_TIMEOUT_S = 30
 
@@ -72,11 +82,30 @@ class Database:
         await self.engine.dispose()
 
 
+# Statement errors: the request's or the code's fault, not the database's availability.
+_STATEMENT_ERRORS = (exc.IntegrityError, exc.DataError, exc.ProgrammingError, exc.NotSupportedError)
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached right now."""
+    if isinstance(error, exc.DBAPIError):
+        return not isinstance(error, _STATEMENT_ERRORS)
+    # asyncpg raises the socket's own errors when it cannot connect at all.
+    return isinstance(error, (ConnectionError, TimeoutError, exc.TimeoutError))
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """One session per request, closed when the response is done."""
     database: Database = request.app.state.database
     async with database.sessions() as session:
-        yield session
+        try:
+            yield session
+        except Exception as error:
+            if is_unavailable(error):
+                logger.warning("database unavailable: %r", error)
+                detail = "the database is unavailable, retry shortly"
+                raise DatabaseUnavailableError(detail) from error
+            raise
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]

@@ -70,6 +70,12 @@ class NotFoundError(ApiError):
     status_code = 404
 
 
+class DatabaseUnavailableError(ApiError):
+    """The database cannot be reached (down, restarting, connection lost): retry later."""
+
+    status_code = 503
+
+
 class PayloadTooLargeError(ApiError):
     status_code = 413
 
