@@ -37,6 +37,12 @@ class Settings(ServingSettings):
     # While Triton is unreachable a batch is retried this long (within the request deadline), so
     # a Triton restart costs latency instead of errors; 0 fails at once.
     triton_ride_through_s: float = Field(default=8.0, ge=0)
+    # Inference requests in progress per model and worker process; beyond it a request gets 503
+    # at once, before its body is read (api/admission.py). Unset: the queue size.
+    max_inference_requests: int | None = Field(default=None, ge=1)
+    # ... and fewer while the model is slow: at most this many seconds' worth of its measured
+    # throughput (at least 8), so accepted requests wait about this long at worst.
+    admission_max_wait_s: float = Field(default=0.5, gt=0)
     model_refresh_interval_s: float = Field(default=2.0, gt=0)
 
     # Request limits.
@@ -46,6 +52,17 @@ class Settings(ServingSettings):
     max_image_pixels: int = Field(default=40_000_000, ge=1)
     detection_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     preprocess_threads: int = Field(default=2, ge=1)
+
+    # Hostile input (README "Hostile input"). Request bodies other than image uploads (those
+    # get max_upload_bytes plus multipart overhead): 413 past this size, nothing more is read.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # WebSocket detection streams, per worker process: open streams (more handshakes: 503),
+    # frames per second per stream with a burst allowance (frames over it are dropped; a stream
+    # over 10x the rate is closed with 1008), and seconds without a frame before closing (1000).
+    stream_max_connections: int = Field(default=64, ge=1)
+    stream_max_frames_per_s: float = Field(default=60.0, gt=0)
+    stream_frame_burst: int = Field(default=60, ge=1)
+    stream_idle_timeout_s: float = Field(default=60.0, gt=0)
 
     # `tritongate serve`.
     host: str = "127.0.0.1"
@@ -73,6 +90,22 @@ class Settings(ServingSettings):
     inference_auth: Literal["open", "required"] = "required"
     # Browsers on these origins may call the API with credentials (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
+
+    # Login throttling (POST /token, POST /login; api/login_limits.py): failed attempts per
+    # account and per client IP within a fixed window, answered with 429 + Retry-After. Shared
+    # by all workers through Redis when REDIS_URL is set, else per process (bounded).
+    login_rate_limit_enabled: bool = True
+    login_window_s: float = Field(default=900.0, gt=0)
+    login_max_attempts_per_account: int = Field(default=5, ge=1)
+    login_max_attempts_per_ip: int = Field(default=20, ge=1)
+    # An IP that logged into an account is "known" to it this long: the account's lock does not
+    # apply there (only its own per-account-and-IP count), so strangers cannot lock a user out.
+    login_known_ip_ttl_s: float = Field(default=30 * 24 * 3600.0, gt=0)
+    login_max_tracked_keys: int = Field(default=100_000, ge=1)  # in memory, per process
+    login_redis_prefix: str = Field(default="tritongate:login:", min_length=1)
+
+    # Docs pages (/docs, /redoc, /openapi.json); unset: on, except when ENVIRONMENT=production.
+    docs_enabled: bool | None = None
 
     # Prediction cache (see the README's "Caching"): in-process LRU with a TTL, or Redis (shared
     # by all workers) when REDIS_URL is set. Entries expire ``cache_ttl_s`` after they are written;
@@ -122,6 +155,13 @@ class Settings(ServingSettings):
         if self.metrics_dir is not None:
             return self.metrics_dir
         return self.work_dir / "prometheus" / str(self.port)
+
+    @property
+    def docs_available(self) -> bool:
+        """Whether /docs, /redoc and /openapi.json are served."""
+        if self.docs_enabled is not None:
+            return self.docs_enabled
+        return self.environment != "production"
 
     @property
     def secret_key_value(self) -> str:

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.config import Settings
+from api.login_limits import LoginLimiter
 from api.metrics import Metrics
 from api.services import Services
 
@@ -27,6 +28,11 @@ async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
+async def get_login_limiter(request: Request) -> LoginLimiter:
+    return request.app.state.login_limiter
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+LoginLimiterDep = Annotated[LoginLimiter, Depends(get_login_limiter)]

@@ -17,16 +17,20 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
 from api import migrate
+from api.admission import AdmissionMiddleware
 from api.auth import API_KEY_HEADER, get_principal
+from api.body_limit import BodyLimitMiddleware
 from api.cache import CACHE_HEADER
 from api.config import Settings
 from api.csrf import CSRF_HEADER
 from api.db import Database
 from api.errors import install_error_handlers
 from api.logging_setup import configure_logging
+from api.login_limits import build_login_limiter
 from api.metrics import Metrics, multiprocess_dir
 from api.middleware import ObservabilityMiddleware
 from api.request_context import REQUEST_ID_HEADER
+from api.responses import error_responses
 from api.routes import (
     api_keys,
     auth,
@@ -44,6 +48,7 @@ from api.routes import (
 )
 from api.routes.page import STATIC_DIR
 from api.runtime import tune_garbage_collector
+from api.security_headers import SecurityHeadersMiddleware
 from api.services import start_services
 from api.shutdown import close_streams_on_stop
 
@@ -88,6 +93,9 @@ def create_app(
             database = await open_database(settings)
             stack.push_async_callback(database.close)
             app.state.database = database
+            login_limiter = build_login_limiter(settings)
+            stack.push_async_callback(login_limiter.close)
+            app.state.login_limiter = login_limiter
             if inference:
                 services = await start_services(settings, app_metrics)
                 stack.push_async_callback(services.close)
@@ -97,15 +105,28 @@ def create_app(
                 tune_garbage_collector()
             yield
 
+    docs = settings.docs_available  # off: no /docs, /redoc, /openapi.json
     app = FastAPI(
         title="TritonGate",
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+        # No badge fetched from validator.swagger.io (the docs' CSP would refuse it anyway).
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
     install_error_handlers(app, settings.retry_after_s)
+    # Innermost middleware: request bodies over their limit get a 413 before they are read.
+    upload_body_bytes = settings.max_upload_bytes + detect.MULTIPART_OVERHEAD
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        path_limits={"/object-detection": upload_body_bytes} if inference else {},
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -121,12 +142,27 @@ def create_app(
             ],
             expose_headers=[REQUEST_ID_HEADER, "X-Process-Time", CACHE_HEADER],
         )
-    # Added last, so it is the outermost: it times and labels everything, CORS included.
-    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics, access_log=settings.access_log)
     if inference:
-        guarded = [Depends(get_principal)] if settings.inference_auth == "required" else []
+        # Overload is shed before any routing or body parsing (see api/admission.py).
+        app.add_middleware(
+            AdmissionMiddleware,
+            limit=settings.max_inference_requests or settings.queue_size,
+            retry_after_s=settings.retry_after_s,
+            max_wait_s=settings.admission_max_wait_s,
+            on_reject=app_metrics.admission_refused if app_metrics is not None else None,
+        )
+    # Added after CORS, so it times and labels everything, CORS included.
+    app.add_middleware(ObservabilityMiddleware, metrics=app_metrics, access_log=settings.access_log)
+    # Outermost: nosniff on every response (the observability middleware's own 500 included),
+    # CSP and framing headers on HTML; the docs pages get their own, CDN-allowing CSP.
+    docs_paths = [app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url] if docs else []
+    app.add_middleware(SecurityHeadersMiddleware, docs_paths=[p for p in docs_paths if p])
+    if inference:
+        required = settings.inference_auth == "required"
+        guarded = [Depends(get_principal)] if required else []
+        refusals = error_responses(401, 403) if required else None
         for module in (predict, detect):
-            app.include_router(module.router, dependencies=guarded)
+            app.include_router(module.router, dependencies=guarded, responses=refusals)
         app.include_router(stream.router)  # authenticates its own handshake
         app.include_router(models.router)
         app.include_router(health.ready_router)

@@ -123,8 +123,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "tritongate_rejected_total",
-            "Items refused by a full queue (queue_full, HTTP 503) or past their deadline "
-            "(deadline, HTTP 504).",
+            "Items refused by a full queue or on arrival at the in-progress bound (queue_full, "
+            "HTTP 503) or past their deadline (deadline, HTTP 504).",
             ["model", "reason"],
             registry=registry,
         )
@@ -204,6 +204,10 @@ class Metrics:
         return generate_latest(self.registry)
 
     # -- observers -------------------------------------------------------------------------------
+
+    def admission_refused(self, model: str) -> None:
+        """An inference request refused on arrival: its model's bound was reached (503)."""
+        self.rejected.labels(model, "queue_full").inc()
 
     def batcher_observer(self, model: str) -> BatcherMetrics:
         """The model's batcher metrics; its cache counters start at zero too, so hit-rate

@@ -7,6 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
+from api.ids import MAX_ID
+
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
 
@@ -23,8 +25,9 @@ async def pagination(
         int, Query(ge=0, description=f"Items to return, at most {MAX_LIMIT}.")
     ] = DEFAULT_LIMIT,
 ) -> Page:
-    """Negative values are refused (422); a limit over the maximum is capped, as in the book."""
-    return Page(skip=skip, limit=min(MAX_LIMIT, limit))
+    """Negative values are refused (422); a limit over the maximum is capped, as in the book.
+    A skip past the last possible row is capped too (the database rejects huge offsets)."""
+    return Page(skip=min(MAX_ID, skip), limit=min(MAX_LIMIT, limit))
 
 
 PageDep = Annotated[Page, Depends(pagination)]

@@ -11,25 +11,26 @@ from api.crud import comments as comments_crud
 from api.crud import posts as posts_crud
 from api.db import SessionDep
 from api.errors import NotFoundError
+from api.ids import PathId
 from api.models import Comment, Post
 from api.permissions import owned
 
 
-async def get_post_or_404(post_id: int, session: SessionDep) -> Post:
+async def get_post_or_404(post_id: PathId, session: SessionDep) -> Post:
     post = await posts_crud.get_post(session, post_id)
     if post is None:
         raise NotFoundError(f"Post {post_id} not found")
     return post
 
 
-async def existing_post_id(post_id: int, session: SessionDep) -> int:
+async def existing_post_id(post_id: PathId, session: SessionDep) -> int:
     """The id of an existing post (without loading it), else 404."""
     if not await posts_crud.post_exists(session, post_id):
         raise NotFoundError(f"Post {post_id} not found")
     return post_id
 
 
-async def get_comment_or_404(comment_id: int, session: SessionDep) -> Comment:
+async def get_comment_or_404(comment_id: PathId, session: SessionDep) -> Comment:
     comment = await comments_crud.get_comment(session, comment_id)
     if comment is None:
         raise NotFoundError(f"Comment {comment_id} not found")

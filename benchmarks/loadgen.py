@@ -209,7 +209,9 @@ class _OpenLoopSender:
         limit: int,
         timeout: float | None,
         head_request: bool,
+        on_response: ResponseHook | None = None,
     ) -> None:
+        self.on_response = on_response
         self.target = target
         self.encode = encode
         self.recorder = recorder
@@ -258,6 +260,8 @@ class _OpenLoopSender:
             completed = time.perf_counter()
             if response is not None:
                 self.recorder.response(scheduled, sent_at, completed, response.status)
+                if self.on_response is not None:
+                    self.on_response(response)
             else:
                 self.recorder.failure(scheduled, sent_at, completed, kind or "unknown")
 
@@ -286,12 +290,13 @@ async def open_loop(
     max_outstanding: int = 1024,
     timeout: float | None = DEFAULT_TIMEOUT_S,
     seed: int | None = 0,
+    on_response: ResponseHook | None = None,
 ) -> LoadResult:
     """``rate`` requests per second scheduled regardless of responses (see the module docstring).
 
     Give ``duration`` (seconds of measured arrivals) or ``requests`` (measured arrivals). Each
     in-flight request uses its own keep-alive connection from a pool that grows as needed, up to
-    ``max_outstanding`` connections.
+    ``max_outstanding`` connections. ``on_response`` is called with every measured response.
     """
     _check_stop(duration, requests, warmup)
     if max_outstanding < 1:
@@ -305,6 +310,7 @@ async def open_loop(
         limit=max_outstanding,
         timeout=timeout,
         head_request=request.method == "HEAD",
+        on_response=on_response,
     )
     measured_arrivals = 0
     cpu_start = time.process_time()

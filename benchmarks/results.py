@@ -45,6 +45,7 @@ class LoadResult:
     CPU seconds per wall second during the run (≥ 0.9: the generator may be the bottleneck).
     ``latencies_ms`` holds the raw latency of every successful request in completion order, and
     ``send_offsets_s`` its (scheduled) send time relative to the window start.
+    ``error_latency`` summarises how fast error statuses came back (e.g. 503s under overload).
     """
 
     mode: Mode
@@ -72,6 +73,7 @@ class LoadResult:
     generator_cpu: float
     latencies_ms: npt.NDArray[np.float64] = field(repr=False)
     send_offsets_s: npt.NDArray[np.float64] = field(repr=False)
+    error_latency: LatencySummary | None = None
 
     @property
     def errors(self) -> int:
@@ -103,6 +105,7 @@ class LoadResult:
             "throughput_rps": self.throughput_rps,
             "achieved_rate_rps": self.achieved_rate_rps,
             "latency": self.latency.to_dict(),
+            "error_latency": None if self.error_latency is None else self.error_latency.to_dict(),
             "send_lag": None if self.send_lag is None else self.send_lag.to_dict(),
             "status_counts": {str(code): n for code, n in sorted(self.status_counts.items())},
             "errors_by_status": {str(code): n for code, n in sorted(self.errors_by_status.items())},
@@ -138,6 +141,7 @@ class Recorder:
         self.sent = 0
         self.dropped = 0
         self._latencies: list[float] = []
+        self._error_latencies: list[float] = []
         self._offsets: list[float] = []
         self._lags: list[float] = []
         self._statuses: Counter[int] = Counter()
@@ -158,9 +162,12 @@ class Recorder:
         """
         self._sent(scheduled, sent_at, completed)
         self._statuses[status] += 1
+        latency = completed - min(scheduled, sent_at)
         if is_success(status):
-            self._latencies.append(completed - min(scheduled, sent_at))
+            self._latencies.append(latency)
             self._offsets.append(scheduled)
+        else:
+            self._error_latencies.append(latency)
 
     def failure(self, scheduled: float, sent_at: float, completed: float, kind: str) -> None:
         """A measured request got no HTTP response; ``kind`` names the exception."""
@@ -226,6 +233,9 @@ class Recorder:
             generator_cpu=generator_cpu,
             latencies_ms=np.asarray(self._latencies, dtype=np.float64) * 1000.0,
             send_offsets_s=np.asarray(self._offsets, dtype=np.float64) - start,
+            error_latency=(
+                summarize_seconds(self._error_latencies) if self._error_latencies else None
+            ),
         )
 
 

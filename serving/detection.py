@@ -15,12 +15,13 @@ This module must not import torch or transformers.
 from __future__ import annotations
 
 import io
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image
 
 from serving.specs import (
     YOLOS_IMAGE_MEAN,
@@ -41,6 +42,20 @@ _NORMALISE_LUT: Final = (_RESCALED[:, None] - np.asarray(YOLOS_IMAGE_MEAN, dtype
     np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
 )
 _CHANNELS: Final = np.arange(3)
+
+# What Pillow raises on hostile bytes, besides its own errors (OSError, SyntaxError, ValueError).
+_PARSE_ERRORS: Final = (OSError, ValueError, SyntaxError, EOFError, struct.error)
+
+# EXIF orientation → the transpose that shows the image upright (as ImageOps.exif_transpose).
+_UPRIGHT: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageDecodeError(ValueError):
@@ -84,7 +99,9 @@ def decode_image(
 ) -> Image.Image:
     """Decode uploaded bytes into an upright RGB image.
 
-    Applies the EXIF orientation (phones store portrait photos sideways plus a rotation tag).
+    Applies the EXIF orientation (phones store portrait photos sideways plus a rotation tag);
+    unreadable EXIF metadata is ignored (the pixels still decode). Of an animated image (WebP,
+    APNG) the first frame is used. 16-bit greyscale is scaled to 8 bits, CMYK converted to RGB.
     ``formats`` restricts the accepted Pillow formats (e.g. ``("JPEG", "PNG", "WEBP")``).
     Raises :class:`UnsupportedImageError` for empty, non-image or other-format data,
     :class:`CorruptImageError` for corrupt or truncated data and :class:`ImageTooLargeError`
@@ -97,7 +114,7 @@ def decode_image(
         image = Image.open(io.BytesIO(data), formats=list(formats) if formats else None)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
-    except (OSError, ValueError, SyntaxError) as exc:
+    except _PARSE_ERRORS as exc:
         raise UnsupportedImageError(f"not a recognised image (accepted: {accepted})") from exc
     with image:
         width, height = image.size
@@ -110,14 +127,39 @@ def decode_image(
             )
         try:
             image.load()
-            upright = ImageOps.exif_transpose(image)
-            return upright.convert("RGB")
+            transpose = _UPRIGHT.get(_orientation(image))
+            rgb = _to_rgb(image)
         except Image.DecompressionBombError as exc:
             raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
-        except (OSError, ValueError, SyntaxError) as exc:
+        except _PARSE_ERRORS as exc:
             raise CorruptImageError(
                 f"corrupt or truncated {image.format or 'image'} data: {exc}"
             ) from exc
+    return rgb if transpose is None else rgb.transpose(transpose)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8), or 1 when it is absent or unreadable.
+
+    Only the tag is read: ``ImageOps.exif_transpose`` also re-encodes the whole EXIF block, which
+    raises on hostile metadata (struct.error, TypeError, ...) although the pixels are fine.
+    """
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except Exception:  # any failure of Pillow's EXIF parser: metadata only, ignore it
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB. 16-bit greyscale (PNG, modes ``I;16*`` and ``I``) is scaled to 8 bits: Pillow's
+    own ``convert`` clips it at 255, which turns almost every such image white."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        pixels = np.asarray(image)
+        if pixels.dtype.kind != "u" or pixels.dtype.itemsize != 2:
+            pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
+        return Image.fromarray((pixels >> 8).astype(np.uint8)).convert("RGB")
+    return image.convert("RGB")
 
 
 # --- preprocessing -----------------------------------------------------------------------------

@@ -8,12 +8,14 @@ from api.auth import CurrentPrincipal, CurrentUser
 from api.crud import api_keys as api_keys_crud
 from api.db import SessionDep
 from api.errors import NotFoundError, PermissionDeniedError
+from api.ids import PathId
+from api.responses import error_responses
 from api.schemas.users import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 
 router = APIRouter(prefix="/users/me/api-keys", tags=["api keys"])
 
 
-@router.get("")
+@router.get("", responses=error_responses(401))
 async def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
     """Your keys: names and prefixes only, never the keys themselves."""
     return [
@@ -25,7 +27,11 @@ async def list_keys(user: CurrentUser, session: SessionDep) -> list[ApiKeyRead]:
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses={403: {"description": "The admin scope asked for by someone who is not an admin"}},
+    responses=error_responses(
+        400,
+        401,
+        (403, "The admin scope asked for by someone who is not an admin (or no CSRF header)"),
+    ),
 )
 async def create_key(
     body: ApiKeyCreate, principal: CurrentPrincipal, session: SessionDep
@@ -50,9 +56,9 @@ async def create_key(
 @router.delete(
     "/{key_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: {"description": "You have no key with this id"}},
+    responses=error_responses(401, 403, (404, "You have no key with this id")),
 )
-async def delete_key(key_id: int, user: CurrentUser, session: SessionDep) -> None:
+async def delete_key(key_id: PathId, user: CurrentUser, session: SessionDep) -> None:
     """Delete a key; requests with it fail from now on."""
     if not await api_keys_crud.delete_api_key(session, user.id, key_id):
         raise NotFoundError(f"API key {key_id} not found")

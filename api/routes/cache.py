@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from api.auth import AdminPrincipal
 from api.deps import ServicesDep
+from api.responses import error_responses
 
 router = APIRouter(tags=["cache"])
 
@@ -13,11 +14,11 @@ router = APIRouter(tags=["cache"])
 @router.delete(
     "/cache",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        401: {"description": "No valid credentials"},
-        403: {"description": "Not an admin, or an API key without the admin scope"},
-        503: {"description": "The cache backend (Redis) is unreachable: nothing was cleared"},
-    },
+    responses=error_responses(
+        401,
+        (403, "Not an admin, or an API key without the admin scope (or no CSRF header)"),
+        (503, "The cache backend (Redis) is unreachable: nothing was cleared"),
+    ),
 )
 async def clear_cache(admin: AdminPrincipal, services: ServicesDep) -> None:
     """Remove every cached prediction (with Redis: for every worker; in memory: this worker's)."""

@@ -7,6 +7,7 @@ from fastapi import APIRouter, status
 from api.crud import comments as comments_crud
 from api.db import SessionDep
 from api.resources import OwnedComment
+from api.responses import error_responses
 
 router = APIRouter(prefix="/comments", tags=["posts"])
 
@@ -14,10 +15,11 @@ router = APIRouter(prefix="/comments", tags=["posts"])
 @router.delete(
     "/{comment_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={
-        403: {"description": "Not the author or an admin"},
-        404: {"description": "No such comment"},
-    },
+    responses=error_responses(
+        401,
+        (403, "Not the author or an admin (or a cookie write without the CSRF header)"),
+        (404, "No such comment"),
+    ),
 )
 async def delete_comment(comment: OwnedComment, session: SessionDep) -> None:
     await comments_crud.delete_comment(session, comment)

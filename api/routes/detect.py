@@ -10,6 +10,7 @@ from api.cache import image_key_off_loop
 from api.deps import ServicesDep
 from api.disconnect import unless_disconnected
 from api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from api.responses import SERVICE_ERRORS, error_responses
 from api.schemas import DetectedObject, DetectionOutput
 from serving.specs import YOLOS
 
@@ -24,11 +25,13 @@ MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
     response_model=DetectionOutput,
     responses={
         200: {"description": "`X-Cache: hit` when served from the prediction cache"},
-        413: {"description": "Upload or image dimensions over the configured limit"},
-        415: {"description": "Not a JPEG, PNG or WebP image"},
-        422: {"description": "Corrupt or truncated image, or a bad threshold"},
-        503: {"description": "Overloaded or Triton unavailable; see Retry-After"},
-        504: {"description": "No result within the request deadline"},
+        **error_responses(
+            (400, "A multipart body that cannot be parsed"),
+            (413, "Upload or image dimensions over the configured limit"),
+            (415, "Not a JPEG, PNG or WebP image"),
+            (422, "Corrupt or truncated image, or a bad threshold"),
+            *SERVICE_ERRORS,
+        ),
     },
 )
 async def object_detection(
@@ -45,7 +48,10 @@ async def object_detection(
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
         raise PayloadTooLargeError(f"upload of {declared} bytes; the limit is {limit}")
-    if image.content_type and image.content_type not in ACCEPTED_CONTENT_TYPES:
+    # The part's declared type (parameters and case ignored) must be an accepted image type or
+    # unknown; the format itself is then read from the bytes, whatever the label says.
+    media_type = (image.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in ACCEPTED_CONTENT_TYPES:
         raise UnsupportedMediaTypeError(
             f"content type {image.content_type!r}; send image/jpeg, image/png or image/webp"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from api.deps import ServicesDep
+from api.responses import error_responses
 from api.schemas import ModelDescription, ModelList, TensorInfo
 from serving.registry import ModelRegistry, ModelState
 from serving.specs import MODEL_SPECS, TensorSpec
@@ -43,7 +44,7 @@ async def list_models(services: ServicesDep) -> ModelList:
     return ModelList(models=[describe(registry, state) for state in registry.states.values()])
 
 
-@router.get("/models/{name}", responses={404: {"description": "No such model"}})
+@router.get("/models/{name}", responses=error_responses((404, "No such model")))
 async def get_model(name: str, services: ServicesDep) -> ModelDescription:
     """One model; `random_weights` is true when the weights are random (no real detector)."""
     state = services.registry.states.get(name)

@@ -11,18 +11,20 @@ from api.auth import CurrentUser
 from api.crud import comments as comments_crud
 from api.crud import posts as posts_crud
 from api.db import SessionDep
+from api.ids import MAX_ID
 from api.pagination import PageDep
 from api.resources import ExistingPostId, OwnedPost, PostDep
+from api.responses import error_responses
 from api.schemas.comments import CommentCreate, CommentRead
 from api.schemas.posts import PostCreate, PostPartialUpdate, PostRead, PostSummary
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
-NOT_FOUND = {404: {"description": "No such post"}}
-FORBIDDEN = {403: {"description": "Not the author or an admin"}}
+NOT_FOUND = (404, "No such post")
+FORBIDDEN = (403, "Not the author or an admin (or a cookie write without the CSRF header)")
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 401, 403))
 async def create_post(user: CurrentUser, body: PostCreate, session: SessionDep) -> PostRead:
     post = await posts_crud.create_post(session, user.id, body)
     return PostRead.model_validate(post)
@@ -32,7 +34,9 @@ async def create_post(user: CurrentUser, body: PostCreate, session: SessionDep) 
 async def list_posts(
     page: PageDep,
     session: SessionDep,
-    author_id: Annotated[int | None, Query(description="Only this author's posts.")] = None,
+    author_id: Annotated[
+        int | None, Query(ge=1, le=MAX_ID, description="Only this author's posts.")
+    ] = None,
 ) -> list[PostSummary]:
     """Newest first, without comments; `limit` is capped at 100."""
     posts = await posts_crud.list_posts(
@@ -41,13 +45,13 @@ async def list_posts(
     return [PostSummary.model_validate(post) for post in posts]
 
 
-@router.get("/{post_id}", responses=NOT_FOUND)
+@router.get("/{post_id}", responses=error_responses(NOT_FOUND))
 async def read_post(post: PostDep) -> PostRead:
     """One post with its comments."""
     return PostRead.model_validate(post)
 
 
-@router.patch("/{post_id}", responses={**NOT_FOUND, **FORBIDDEN})
+@router.patch("/{post_id}", responses=error_responses(400, 401, FORBIDDEN, NOT_FOUND))
 async def update_post(post: OwnedPost, body: PostPartialUpdate, session: SessionDep) -> PostRead:
     """Change only the fields sent."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
@@ -56,14 +60,20 @@ async def update_post(post: OwnedPost, body: PostPartialUpdate, session: Session
 
 
 @router.delete(
-    "/{post_id}", status_code=status.HTTP_204_NO_CONTENT, responses={**NOT_FOUND, **FORBIDDEN}
+    "/{post_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, FORBIDDEN, NOT_FOUND),
 )
 async def delete_post(post: OwnedPost, session: SessionDep) -> None:
     """Delete the post and its comments."""
     await posts_crud.delete_post(session, post)
 
 
-@router.post("/{post_id}/comments", status_code=status.HTTP_201_CREATED, responses=NOT_FOUND)
+@router.post(
+    "/{post_id}/comments",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 403, NOT_FOUND),
+)
 async def create_comment(
     user: CurrentUser, post_id: ExistingPostId, body: CommentCreate, session: SessionDep
 ) -> CommentRead:
@@ -71,7 +81,7 @@ async def create_comment(
     return CommentRead.model_validate(comment)
 
 
-@router.get("/{post_id}/comments", responses=NOT_FOUND)
+@router.get("/{post_id}/comments", responses=error_responses(NOT_FOUND))
 async def list_comments(
     post_id: ExistingPostId, page: PageDep, session: SessionDep
 ) -> list[CommentRead]:

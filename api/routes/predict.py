@@ -8,6 +8,7 @@ from api.cache import text_key, texts_key
 from api.deps import ServicesDep
 from api.disconnect import unless_disconnected
 from api.errors import UnprocessableInputError
+from api.responses import SERVICE_ERRORS, error_responses
 from api.schemas import (
     BatchPredictionInput,
     BatchPredictionOutput,
@@ -20,11 +21,7 @@ from serving.text import Classification
 
 router = APIRouter(tags=["text classification"])
 
-SERVICE_ERRORS = {
-    422: {"description": "Empty or oversized text"},
-    503: {"description": "Overloaded or Triton unavailable; see Retry-After"},
-    504: {"description": "No result within the request deadline"},
-}
+ERRORS = error_responses(400, (422, "Empty or oversized text"), *SERVICE_ERRORS)
 CACHED = {200: {"description": "`X-Cache: hit` when served from the prediction cache"}}
 
 
@@ -46,7 +43,7 @@ def _output(result: Classification) -> PredictionOutput:
     )
 
 
-@router.post("/prediction", response_model=PredictionOutput, responses={**CACHED, **SERVICE_ERRORS})
+@router.post("/prediction", response_model=PredictionOutput, responses={**CACHED, **ERRORS})
 async def prediction(body: PredictionInput, services: ServicesDep, request: Request) -> Response:
     """Classify one document into one of the four newsgroups."""
     _check_lengths(services, [body.text])
@@ -61,7 +58,7 @@ async def prediction(body: PredictionInput, services: ServicesDep, request: Requ
 @router.post(
     "/prediction/batch",
     response_model=BatchPredictionOutput,
-    responses={**CACHED, **SERVICE_ERRORS},
+    responses={**CACHED, **ERRORS},
 )
 async def prediction_batch(
     body: BatchPredictionInput, services: ServicesDep, request: Request

@@ -5,17 +5,53 @@ from __future__ import annotations
 import contextlib
 
 from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.streaming import CLOSE_POLICY_VIOLATION, DetectionStream
+from api.config import Settings
+from api.services import Services
+from api.streaming import (
+    CLOSE_POLICY_VIOLATION,
+    CLOSE_TRY_AGAIN_LATER,
+    DetectionStream,
+    StreamLimits,
+)
 from api.ws_auth import WebSocketAuthError, authenticate_websocket
 
 router = APIRouter(tags=["object detection"])
 
 
 async def detection_stream(websocket: WebSocket) -> None:
-    """Binary image frames in, one JSON result per processed frame out (see api/streaming.py)."""
-    services = websocket.app.state.services
+    """Binary image frames in, one JSON result per processed frame out (see api/streaming.py).
+
+    At most ``stream_max_connections`` streams per worker, handshakes included: one more is
+    refused before ``accept()`` (and before any credential is checked) with HTTP 503 and
+    ``Retry-After``, or a close with 1013 on a server without the denial-response extension.
+    """
+    services: Services = websocket.app.state.services
+    settings = services.settings
+    if not services.streams.try_admit(settings.stream_max_connections):
+        await _refuse_busy(websocket, settings)
+        return
+    try:
+        await _serve(websocket, services)
+    finally:
+        services.streams.release()
+
+
+async def _refuse_busy(websocket: WebSocket, settings: Settings) -> None:
+    detail = (
+        f"too many detection streams ({settings.stream_max_connections} per worker); retry later"
+    )
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        headers = {"Retry-After": str(settings.retry_after_s)}
+        response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
+        await websocket.send_denial_response(response)
+    else:
+        await websocket.close(CLOSE_TRY_AGAIN_LATER, detail)
+
+
+async def _serve(websocket: WebSocket, services: Services) -> None:
     settings = services.settings
     if settings.inference_auth == "required":
         try:
@@ -28,7 +64,12 @@ async def detection_stream(websocket: WebSocket) -> None:
         websocket,
         services.detector,
         threshold=settings.detection_threshold,
-        max_frame_bytes=settings.max_upload_bytes,
+        limits=StreamLimits(
+            max_frame_bytes=settings.max_upload_bytes,
+            max_frames_per_s=settings.stream_max_frames_per_s,
+            frame_burst=settings.stream_frame_burst,
+            idle_timeout_s=settings.stream_idle_timeout_s,
+        ),
         observer=services.stream_observer,
     )
     services.stream_observer.opened()

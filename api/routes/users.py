@@ -10,17 +10,21 @@ from api.crud import tokens as tokens_crud
 from api.crud import users as users_crud
 from api.db import SessionDep
 from api.errors import NotFoundError
+from api.ids import PathId
+from api.responses import error_responses
 from api.schemas.users import UserRead, UserUpdate
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.get("/me")
+@router.get("/me", responses=error_responses(401))
 async def read_me(principal: CurrentPrincipal) -> UserRead:
     return UserRead.model_validate(principal.user)
 
 
-@router.patch("/me", responses={400: {"description": "Email already exists"}})
+@router.patch(
+    "/me", responses=error_responses((400, "Email already exists, or a malformed body"), 401, 403)
+)
 async def update_me(body: UserUpdate, principal: CurrentPrincipal, session: SessionDep) -> UserRead:
     """Change the email and/or password; a new password revokes every other access token."""
     hashed = None
@@ -37,9 +41,13 @@ async def update_me(body: UserUpdate, principal: CurrentPrincipal, session: Sess
 @router.delete(
     "/{user_id}/tokens",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={403: {"description": "Not an admin"}, 404: {"description": "No such user"}},
+    responses=error_responses(
+        401,
+        (403, "Not an admin (or a cookie write without the CSRF header)"),
+        (404, "No such user"),
+    ),
 )
-async def revoke_tokens(user_id: int, admin: AdminUser, session: SessionDep) -> None:
+async def revoke_tokens(user_id: PathId, admin: AdminUser, session: SessionDep) -> None:
     """Admins only: revoke every access token of a user (API keys are left alone)."""
     if await users_crud.get_user(session, user_id) is None:
         raise NotFoundError(f"User {user_id} not found")

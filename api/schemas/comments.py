@@ -6,13 +6,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import UtcDatetime
+from api.schemas.common import StoredText, UtcDatetime
 
 
 class CommentCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"content": "Nice post!"}]})
 
-    content: str = Field(min_length=1)
+    content: StoredText = Field(min_length=1)
     publication_date: UtcDatetime | None = Field(
         default=None, description="Defaults to now (UTC); naive values are taken as UTC."
     )

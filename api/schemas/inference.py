@@ -14,9 +14,23 @@ NEWSGROUPS_EXAMPLE_PROBABILITIES = {
 }
 
 
-def _not_blank(value: str) -> str:
+def _check_text(value: str, where: str) -> None:
+    """Not blank, and encodable as UTF-8: JSON escapes can carry lone surrogates
+    (``"\\ud800"``), which no model input can hold. Control characters and NUL are text."""
     if not value.strip():
-        raise ValueError("text must not be empty or only whitespace")
+        raise ValueError(f"{where} must not be empty or only whitespace")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(value[error.start])
+        raise ValueError(
+            f"{where} is not valid Unicode: a lone surrogate U+{code:04X} at character "
+            f"{error.start}"
+        ) from None
+
+
+def _not_blank(value: str) -> str:
+    _check_text(value, "text")
     return value
 
 
@@ -59,8 +73,7 @@ class BatchPredictionInput(BaseModel):
     @classmethod
     def _texts_not_blank(cls, values: list[str]) -> list[str]:
         for index, value in enumerate(values):
-            if not value.strip():
-                raise ValueError(f"texts[{index}] must not be empty or only whitespace")
+            _check_text(value, f"texts[{index}]")
         return values
 
 

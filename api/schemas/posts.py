@@ -8,14 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.models import TITLE_MAX_LENGTH
 from api.schemas.comments import CommentRead
-from api.schemas.common import UtcDatetime
+from api.schemas.common import StoredText, UtcDatetime
 
 Title = Field(min_length=1, max_length=TITLE_MAX_LENGTH)
 
 
 class PostBase(BaseModel):
-    title: str = Title
-    content: str
+    title: StoredText = Title
+    content: StoredText
 
 
 class PostCreate(PostBase):
@@ -33,8 +33,8 @@ class PostPartialUpdate(BaseModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{"title": "Hello again"}]})
 
-    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX_LENGTH)
-    content: str | None = None
+    title: StoredText | None = Field(default=None, min_length=1, max_length=TITLE_MAX_LENGTH)
+    content: StoredText | None = None
 
 
 class PostSummary(PostBase):

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from api.models import API_KEY_NAME_MAX_LENGTH
+from api.schemas.common import StoredText
 
 PASSWORD_MIN_LENGTH = 8
 PASSWORD_MAX_LENGTH = 256
@@ -84,7 +85,7 @@ class CsrfToken(BaseModel):
 class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "benchmarks"}]})
 
-    name: str = Field(min_length=1, max_length=API_KEY_NAME_MAX_LENGTH)
+    name: StoredText = Field(min_length=1, max_length=API_KEY_NAME_MAX_LENGTH)
     admin: bool = Field(
         default=False,
         description="Admin scope: requests with this key get your admin rights (e.g. "

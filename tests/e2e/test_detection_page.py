@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,15 @@ COUNT_GREEN = """(args) => {
   return count;
 }"""
 
+# Records the page's Content-Security-Policy violations (a refused script, style, image,
+# fetch or WebSocket) in window.cspViolations, from before any of the page's own scripts run.
+RECORD_CSP_VIOLATIONS = """
+window.cspViolations = [];
+document.addEventListener('securitypolicyviolation', (event) => {
+  window.cspViolations.push(`${event.violatedDirective} ${event.blockedURI}`);
+});
+"""
+
 
 @pytest.fixture(scope="module")
 def server(
@@ -72,6 +82,7 @@ def page(tmp_path: Path) -> Iterator[Any]:
             ],
         )
         context = browser.new_context(viewport={"width": 1000, "height": 900})
+        context.add_init_script(RECORD_CSP_VIOLATIONS)
         page = context.new_page()
         messages: list[str] = []
         page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
@@ -84,8 +95,20 @@ def page(tmp_path: Path) -> Iterator[Any]:
             browser.close()
 
 
+def _wait_for(page: Any, expression: str, timeout_s: float = 30.0) -> None:
+    """``page.wait_for_function`` without ``eval``: Playwright's polls its predicate through
+    ``eval`` inside the page, which the page's CSP (no 'unsafe-eval') refuses;
+    ``page.evaluate`` goes through the DevTools protocol and is not subject to it."""
+    deadline = time.monotonic() + timeout_s
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout_s} s: {expression}")
+        page.wait_for_timeout(100)
+
+
 def _log_in(page: Any, server: LiveServer) -> None:
-    page.goto(server.base_url)
+    response = page.goto(server.base_url)
+    assert "script-src 'self'" in response.headers["content-security-policy"]
     page.wait_for_selector("#login:not([hidden])")
     page.fill("#login-email", EMAIL)
     page.fill("#login-password", PASSWORD)
@@ -98,19 +121,20 @@ def test_stream_from_the_fake_camera_draws_boxes(
     page: Any, server: LiveServer, tmp_path: Path
 ) -> None:
     _log_in(page, server)
-    page.wait_for_function("document.getElementById('camera-select').options.length > 0")
+    _wait_for(page, "document.getElementById('camera-select').options.length > 0")
     page.eval_on_selector(
         "#threshold", "(el) => { el.value = '0'; el.dispatchEvent(new Event('input')); }"
     )
     page.click("#button-start")
-    page.wait_for_function("Number(document.getElementById('stat-objects').textContent) > 0")
-    page.wait_for_function("Number(document.getElementById('stat-fps').textContent) > 0")
+    _wait_for(page, "Number(document.getElementById('stat-objects').textContent) > 0")
+    _wait_for(page, "Number(document.getElementById('stat-fps').textContent) > 0")
     green = page.evaluate(COUNT_GREEN, ["canvas", *BOX_GREEN])
     page.screenshot(path=str(tmp_path / "stream.png"))
     assert green > 100, "boxes are drawn on the overlay canvas"
     assert page.text_content("#stat-rtt") != "–"
     page.click("#button-stop")
     page.wait_for_selector("#button-start:not([disabled])")
+    assert page.evaluate("window.cspViolations") == []
 
 
 def test_photo_upload_shows_detections(
@@ -123,15 +147,34 @@ def test_photo_upload_shows_detections(
     page.click("#tab-photo")
     page.set_input_files("#photo-input", str(photos[0]))
     page.click("#button-detect")
-    page.wait_for_function("document.getElementById('photo-status').textContent.includes('object')")
+    _wait_for(page, "document.getElementById('photo-status').textContent.includes('object')")
     status = page.text_content("#photo-status")
     page.screenshot(path=str(tmp_path / "photo.png"))
     assert "Error" not in status, status
     assert page.locator("#photo-objects li").count() > 0
     assert page.evaluate(COUNT_GREEN, ["photo-canvas", *BOX_GREEN]) > 100
+    assert page.evaluate("window.cspViolations") == []
 
 
 def test_page_without_login_shows_the_login_form(page: Any, server: LiveServer) -> None:
     page.goto(server.base_url)
     page.wait_for_selector("#login:not([hidden])")
     assert page.is_hidden("#app")
+    assert page.evaluate("window.cspViolations") == []
+
+
+def test_the_browser_enforces_the_pages_csp(page: Any, server: LiveServer) -> None:
+    """The control for the violation checks above: a foreign script is refused, and seen."""
+    page.goto(server.base_url)
+    page.wait_for_selector("#login:not([hidden])")
+    page.evaluate(
+        """() => {
+          const script = document.createElement('script');
+          script.src = 'https://cdn.example.invalid/evil.js';
+          document.head.appendChild(script);
+        }"""
+    )
+    _wait_for(page, "window.cspViolations.length > 0")
+    assert page.evaluate("window.cspViolations") == [
+        "script-src-elem https://cdn.example.invalid/evil.js"
+    ]

@@ -106,9 +106,13 @@ def serve(
         _wait_for(log_path, process, "TritonGate API ready", timeout=120)
         yield process, port, log_path
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # a graceful stop takes gunicorn's master and workers along
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
 def test_two_workers_serve_and_sigterm_lets_in_flight_requests_finish(

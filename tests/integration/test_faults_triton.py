@@ -52,7 +52,6 @@ def test_triton_killed_under_load_every_request_is_answered_and_the_api_recovers
     exported_repository: Path, tmp_path: Path
 ) -> None:
     triton = _private_triton(exported_repository, tmp_path)
-    triton.start()
     settings = app_settings(
         exported_repository,
         triton_url=triton.grpc_url,
@@ -60,7 +59,7 @@ def test_triton_killed_under_load_every_request_is_answered_and_the_api_recovers
         triton_ride_through_s=1.0,
     )
     record, stream, readiness = Record(), StreamRecord(), []
-    with live_server(settings, tmp_path) as server:
+    with triton, live_server(settings, tmp_path) as server:
 
         async def scenario() -> tuple[float, float]:
             stop = asyncio.Event()
@@ -84,10 +83,7 @@ def test_triton_killed_under_load_every_request_is_answered_and_the_api_recovers
                 await asyncio.gather(*load)
             return killed, back
 
-        try:
-            killed, back = asyncio.run(scenario())
-        finally:
-            triton.stop()
+        killed, back = asyncio.run(scenario())
         log = server.log()
 
     statuses = record.statuses()
@@ -127,7 +123,6 @@ def test_triton_restarted_with_a_new_version_fails_nothing_and_the_cache_is_not_
     repository = tmp_path / "model_repository"
     shutil.copytree(exported_repository, repository)
     triton = _private_triton(repository, tmp_path)
-    triton.start()
     refresh = 0.5
     settings = app_settings(
         repository,
@@ -138,7 +133,7 @@ def test_triton_restarted_with_a_new_version_fails_nothing_and_the_cache_is_not_
         triton_ride_through_s=50.0,  # a generous bound for a loaded CI machine; see the README
     )
     hits, misses = Record(), Record()
-    with live_server(settings, tmp_path) as server:
+    with triton, live_server(settings, tmp_path) as server:
 
         async def scenario() -> tuple[float, float, float]:
             stop = asyncio.Event()
@@ -165,10 +160,7 @@ def test_triton_restarted_with_a_new_version_fails_nothing_and_the_cache_is_not_
                 await asyncio.gather(*load)
             return stopped, restarting, back
 
-        try:
-            stopped, restarting, back = asyncio.run(scenario())
-        finally:
-            triton.stop()
+        stopped, restarting, back = asyncio.run(scenario())
 
     answers = hits.answers + misses.answers
     statuses = {**hits.statuses()}

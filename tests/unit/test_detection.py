@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +17,11 @@ from PIL import Image
 
 from serving.detection import (
     MAX_IMAGE_PIXELS,
+    CorruptImageError,
     Detection,
     ImageDecodeError,
+    ImageTooLargeError,
+    UnsupportedImageError,
     boxes_to_pixels,
     class_scores,
     decode_image,
@@ -25,7 +31,17 @@ from serving.detection import (
     preprocess_batch,
     resized_size,
 )
+from serving.detector import ACCEPTED_FORMATS
 from serving.specs import YOLOS_IMAGE_MEAN, YOLOS_IMAGE_STD
+from tests.helpers.hostile_images import (
+    animated,
+    corrupt_exif,
+    jpeg_with_size,
+    png16,
+    png_bomb,
+    with_orientation,
+)
+from tests.helpers.memory import MIB, peak_rss_growth
 
 MEAN = np.asarray(YOLOS_IMAGE_MEAN, dtype=np.float32)
 STD = np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
@@ -129,6 +145,227 @@ def test_default_pixel_limit_admits_large_photos_only() -> None:
 
 def test_image_decode_error_is_a_value_error() -> None:
     assert issubclass(ImageDecodeError, ValueError)
+
+
+# --- decode_image: hostile and unusual files ---------------------------------------------------
+
+
+def _photo(photos: list[Path], size: tuple[int, int] | None = None) -> Image.Image:
+    with Image.open(photos[0]) as image:
+        rgb = image.convert("RGB")
+    return rgb if size is None else rgb.resize(size)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+@pytest.mark.parametrize("kept", [0.9, 0.5, 0.1])
+def test_decode_refuses_a_truncated_file_as_corrupt(
+    photos: list[Path], fmt: str, kept: float
+) -> None:
+    data = encode(_photo(photos), fmt)
+    with pytest.raises(CorruptImageError, match=f"corrupt or truncated {fmt} data"):
+        decode_image(data[: int(len(data) * kept)], formats=ACCEPTED_FORMATS)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_decode_refuses_a_file_cut_inside_its_header_as_not_an_image(
+    photos: list[Path], fmt: str
+) -> None:
+    with pytest.raises(UnsupportedImageError, match="not a recognised image"):
+        decode_image(encode(_photo(photos), fmt)[:16], formats=ACCEPTED_FORMATS)
+
+
+@pytest.fixture(scope="module")
+def png_bomb_50000() -> bytes:
+    return png_bomb(50_000, 50_000)  # ~300 KB; 2.5 G pixels, 7.5 GB as RGB
+
+
+@pytest.mark.parametrize("kind", ["png-50000x50000-1bit", "png-8000x8000-grey", "jpeg-7000x7000"])
+def test_decode_refuses_decompression_bombs_from_the_header(
+    photos: list[Path], png_bomb_50000: bytes, kind: str
+) -> None:
+    data = {
+        # Over twice Pillow's own limit: Image.open refuses it.
+        "png-50000x50000-1bit": lambda: png_bomb_50000,
+        # 64 MP: under Pillow's limit, over ours (40 MP); 64 MB of grey, 192 MB as RGB.
+        "png-8000x8000-grey": lambda: png_bomb(8000, 8000, bit_depth=8),
+        # A small JPEG whose frame header claims 49 MP.
+        "jpeg-7000x7000": lambda: jpeg_with_size(
+            encode(_photo(photos, (64, 48)), "JPEG"), 7000, 7000
+        ),
+    }[kind]()
+    started = time.perf_counter()
+    with peak_rss_growth() as growth, pytest.raises(ImageTooLargeError, match="too large"):
+        decode_image(data, formats=ACCEPTED_FORMATS)
+    elapsed = time.perf_counter() - started
+    print(f"\n{kind}: {len(data)} bytes, refused in {elapsed * 1000:.1f} ms, ", end="")
+    print(f"peak RSS +{growth.mib:.2f} MiB")
+    assert growth.bytes < 8 * MIB, "the pixels must not be decoded"
+    assert elapsed < 1.0
+
+
+def test_the_same_bomb_decoded_without_the_limit_costs_hundreds_of_mib() -> None:
+    """The control for the test above: the measurement sees a decode when there is one."""
+    data = png_bomb(8000, 8000, bit_depth=8)
+    with peak_rss_growth() as growth:
+        decoded = decode_image(data, max_pixels=8000 * 8000, formats=ACCEPTED_FORMATS)
+    assert decoded.size == (8000, 8000)
+    del decoded
+    print(f"\npng-8000x8000-grey decoded with the limit lifted: peak RSS +{growth.mib:.0f} MiB")
+    assert growth.bytes > 150 * MIB
+
+
+def test_decode_scales_16_bit_greyscale_png_to_8_bits(photos: list[Path]) -> None:
+    grey = np.asarray(_photo(photos).convert("L"))
+    data = encode(Image.fromarray(grey.astype(np.uint16) * 257), "PNG")  # Pillow: mode I;16
+    assert Image.open(io.BytesIO(data)).mode.startswith("I")
+    decoded = decode_image(data, formats=ACCEPTED_FORMATS)
+    assert decoded.mode == "RGB"
+    np.testing.assert_array_equal(np.asarray(decoded), np.repeat(grey[..., None], 3, axis=2))
+
+
+def test_decode_scales_16_bit_greyscale_by_its_high_byte() -> None:
+    values = np.array([[0, 255, 256, 32767, 65535]], dtype=np.uint16)
+    decoded = decode_image(png16(values))
+    assert [pixel[0] for pixel in decoded.getdata()] == [0, 0, 1, 127, 255]
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_decode_reads_16_bit_colour_png(photos: list[Path], channels: int) -> None:
+    rgb = np.asarray(_photo(photos, (160, 120)))
+    alpha = np.full(rgb.shape[:2], 255, dtype=np.uint8)
+    pixels = rgb if channels == 3 else np.dstack([rgb, alpha])
+    decoded = decode_image(png16(pixels.astype(np.uint16) * 257), formats=ACCEPTED_FORMATS)
+    np.testing.assert_array_equal(np.asarray(decoded), rgb)
+
+
+def test_decode_converts_cmyk_jpeg_to_the_photos_colours(photos: list[Path]) -> None:
+    photo = _photo(photos)
+    original = np.asarray(photo, dtype=np.int16)
+    data = encode(photo.convert("CMYK"), "JPEG", quality=95)
+    assert b"Adobe" in data  # inverted CMYK with an Adobe marker, as Photoshop writes it
+    decoded = decode_image(data, formats=ACCEPTED_FORMATS)
+    assert decoded.mode == "RGB" and decoded.size == photo.size
+    as_rgb_jpeg = decode_image(encode(photo, "JPEG", quality=95))
+    error = np.abs(np.asarray(decoded, dtype=np.int16) - original).mean()
+    rgb_error = np.abs(np.asarray(as_rgb_jpeg, dtype=np.int16) - original).mean()
+    inverted_error = np.abs(255 - np.asarray(decoded, dtype=np.int16) - original).mean()
+    print(
+        f"\nmean abs error vs the photo: CMYK JPEG {error:.2f}, RGB JPEG {rgb_error:.2f}, ", end=""
+    )
+    print(f"CMYK read inverted {inverted_error:.1f}")
+    assert error < rgb_error + 1.0
+    assert inverted_error > 30
+
+
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_decode_uses_the_first_frame_of_an_animation(photos: list[Path], fmt: str) -> None:
+    first = _photo(photos, (160, 120))
+    second = first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    data = animated([first, second], fmt)
+    with Image.open(io.BytesIO(data)) as opened:
+        assert opened.n_frames == 2
+    decoded = decode_image(data, formats=ACCEPTED_FORMATS)
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(first))
+
+
+@pytest.mark.parametrize("frames", [1, 2])
+def test_decode_refuses_gif_still_or_animated(photos: list[Path], frames: int) -> None:
+    first = _photo(photos, (160, 120))
+    data = animated([first, first.transpose(Image.Transpose.FLIP_LEFT_RIGHT)][:frames], "GIF")
+    with pytest.raises(UnsupportedImageError, match="accepted: JPEG, PNG, WEBP"):
+        decode_image(data, formats=ACCEPTED_FORMATS)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_decode_shows_every_exif_orientation_upright(orientation: int) -> None:
+    rng = np.random.default_rng(orientation)
+    upright = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    decoded = decode_image(with_orientation(upright, orientation), formats=ACCEPTED_FORMATS)
+    np.testing.assert_array_equal(np.asarray(decoded), np.asarray(upright))
+
+
+def _sideways_red_over_blue() -> Image.Image:
+    """Stored for orientation 6: upright it is red on top, blue below (20 x 40)."""
+    stored = Image.new("RGB", (40, 20), (255, 0, 0))
+    stored.paste((0, 0, 255), (20, 0, 40, 20))
+    return stored
+
+
+def test_decode_applies_the_orientation_of_an_exif_block_pillow_cannot_rewrite() -> None:
+    # ImageOps.exif_transpose raises TypeError on this block (an ASCII XResolution).
+    data = encode(_sideways_red_over_blue(), "JPEG", exif=corrupt_exif(6), quality=95)
+    decoded = decode_image(data, formats=ACCEPTED_FORMATS)
+    assert decoded.size == (20, 40)
+    assert decoded.getpixel((10, 5))[0] > 200 and decoded.getpixel((10, 35))[2] > 200
+
+
+def test_decode_ignores_an_unparsable_exif_block() -> None:
+    garbage = b"Exif\x00\x00" + bytes(range(256)) * 2
+    data = encode(_sideways_red_over_blue(), "JPEG", exif=garbage, quality=95)
+    assert decode_image(data, formats=ACCEPTED_FORMATS).size == (40, 20)
+
+
+def _mutated(data: bytes, rng: random.Random, span: tuple[int, int] | None = None) -> bytes:
+    """``data`` with a few random byte changes; within ``span`` only substitutions (so the
+    surrounding structure stays intact), else also deletions and insertions."""
+    mutated = bytearray(data)
+    for _ in range(rng.randint(1, 6)):
+        if span is not None:
+            mutated[rng.randrange(*span)] = rng.randrange(256)
+            continue
+        position = rng.randrange(len(mutated))
+        choice = rng.random()
+        if choice < 0.6:
+            mutated[position] = rng.randrange(256)
+        elif choice < 0.8:
+            del mutated[position : position + rng.randint(1, 64)]
+        else:
+            mutated[position:position] = rng.randbytes(rng.randint(1, 16))
+    return bytes(mutated)
+
+
+def _decode_outcomes(samples: Iterator[bytes]) -> dict[str, int]:
+    """Counts of what decoding each sample gave; anything but an image or an
+    ImageDecodeError would be a 500 in the API."""
+    outcomes: dict[str, int] = {}
+    for data in samples:
+        try:
+            decoded = decode_image(data, formats=ACCEPTED_FORMATS)
+            outcome = "decoded" if decoded.mode == "RGB" else f"mode {decoded.mode}"
+        except ImageDecodeError as error:
+            outcome = type(error).__name__
+        outcomes[outcome] = outcomes.get(outcome, 0) + 1
+    return outcomes
+
+
+def test_mutated_exif_blocks_never_fail_the_decoder() -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "camera maker"
+    exif[0x0110] = "camera model"
+    data = encode(Image.new("RGB", (32, 24), (200, 10, 10)), "JPEG", exif=exif)
+    start = data.index(b"Exif\x00\x00") + 6
+    end = start - 8 + int.from_bytes(data[start - 8 : start - 6], "big")
+    rng = random.Random(0)
+    outcomes = _decode_outcomes(_mutated(data, rng, (start, end)) for _ in range(3000))
+    print(f"\n3000 mutated EXIF blocks: {outcomes}")
+    assert set(outcomes) == {"decoded"}
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_mutated_files_give_an_image_or_a_typed_error(photos: list[Path], fmt: str) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    data = encode(_photo(photos, (96, 72)), fmt, exif=exif)
+    rng = random.Random(fmt)
+    outcomes = _decode_outcomes(_mutated(data, rng) for _ in range(1000))
+    print(f"\n1000 mutated {fmt} files: {outcomes}")
+    assert set(outcomes) <= {
+        "decoded",
+        "UnsupportedImageError",
+        "CorruptImageError",
+        "ImageTooLargeError",
+    }
 
 
 # --- resize arithmetic -------------------------------------------------------------------------
