@@ -19,7 +19,7 @@ endif
 # Without hub access, `make run` falls back to random weights and says so (see README).
 YOLOS_WEIGHTS ?= hustvl/yolos-tiny
 
-.PHONY: install browser run models triton bench test test-unit test-integration lint format images clean
+.PHONY: install browser run models triton bench test test-slow test-unit test-integration lint format images clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,8 +56,13 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
 	  else echo "Chromium is not installed (no root apt-get): the browser tests will be skipped"; fi; }
 
+# The default suite leaves out the tests marked slow (overload, soak, schemathesis: minutes
+# each); `make test-slow` runs them, and CI (.ci/run) runs both.
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install browser
+	$(BIN)/python -m pytest -m slow
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
