@@ -21,7 +21,12 @@ from serving.text import Classification
 
 router = APIRouter(tags=["text classification"])
 
-ERRORS = error_responses(400, (422, "Empty or oversized text"), *SERVICE_ERRORS)
+ERRORS = error_responses(
+    400,
+    (413, "Request body over TRITONGATE_MAX_BODY_BYTES"),
+    (422, "Empty or oversized text"),
+    *SERVICE_ERRORS,
+)
 CACHED = {200: {"description": "`X-Cache: hit` when served from the prediction cache"}}
 
 

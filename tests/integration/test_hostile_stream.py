@@ -92,7 +92,7 @@ async def _until_closed(socket: Any, timeout: float = 30.0) -> tuple[list[dict[s
     return messages, closed.value.rcvd
 
 
-def test_frames_over_the_rate_are_dropped_counted_and_reported_once(server: LiveServer) -> None:
+def test_frames_over_the_rate_are_dropped_counted_and_reported(server: LiveServer) -> None:
     async def stream() -> tuple[list[dict[str, Any]], float]:
         socket = await _connect(server)
         async with socket:
