@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from fastapi import APIRouter, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.config import Settings
+from api.db import is_unavailable
 from api.services import Services
 from api.streaming import (
     CLOSE_POLICY_VIOLATION,
@@ -17,6 +19,8 @@ from api.streaming import (
     StreamLimits,
 )
 from api.ws_auth import WebSocketAuthError, authenticate_websocket
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["object detection"])
 
@@ -27,11 +31,13 @@ async def detection_stream(websocket: WebSocket) -> None:
     At most ``stream_max_connections`` streams per worker, handshakes included: one more is
     refused before ``accept()`` (and before any credential is checked) with HTTP 503 and
     ``Retry-After``, or a close with 1013 on a server without the denial-response extension.
+    A database that cannot be reached while credentials are checked is refused the same way.
     """
     services: Services = websocket.app.state.services
     settings = services.settings
     if not services.streams.try_admit(settings.stream_max_connections):
-        await _refuse_busy(websocket, settings)
+        detail = f"too many detection streams ({settings.stream_max_connections} per worker)"
+        await _refuse(websocket, settings, f"{detail}; retry later")
         return
     try:
         await _serve(websocket, services)
@@ -39,10 +45,8 @@ async def detection_stream(websocket: WebSocket) -> None:
         services.streams.release()
 
 
-async def _refuse_busy(websocket: WebSocket, settings: Settings) -> None:
-    detail = (
-        f"too many detection streams ({settings.stream_max_connections} per worker); retry later"
-    )
+async def _refuse(websocket: WebSocket, settings: Settings, detail: str) -> None:
+    """Refuse the handshake for now: HTTP 503 with ``Retry-After``, or close with 1013."""
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         headers = {"Retry-After": str(settings.retry_after_s)}
         response = JSONResponse({"detail": detail}, status_code=503, headers=headers)
@@ -58,6 +62,12 @@ async def _serve(websocket: WebSocket, services: Services) -> None:
             await authenticate_websocket(websocket, settings)
         except WebSocketAuthError as error:
             await websocket.close(CLOSE_POLICY_VIOLATION, str(error))
+            return
+        except Exception as error:
+            if not is_unavailable(error):
+                raise
+            logger.warning("database unavailable during a stream handshake: %r", error)
+            await _refuse(websocket, settings, "the database is unavailable, retry shortly")
             return
     await websocket.accept()
     stream = DetectionStream(

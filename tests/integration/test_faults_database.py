@@ -1,5 +1,6 @@
 """PostgreSQL restarted during blog writes: requests fail cleanly (503 with Retry-After) while it
 is down, the pool recovers by itself, and every acknowledged write (a 201) is in the database.
+And a database that cannot be reached at all: 503 for what needs it, the rest keeps working.
 
 The test stops and starts the machine's PostgreSQL cluster (``pg_ctlcluster``), so it runs only
 where ``TEST_DATABASE_URL`` points at a local cluster that this user may control (as in CI).
@@ -16,13 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+import websockets
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from api.models import Post
+from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.accounts import make_account
-from tests.integration.api_client import db_app_settings, running_app
+from tests.integration.api_client import app_settings, db_app_settings, running_app
 from tests.integration.databases import postgres_server_url
+from tests.integration.live_server import live_server
 
 WRITERS = 4
 OUTAGE_S = 3.0
@@ -119,3 +123,49 @@ def test_postgres_restart_during_writes_loses_no_acknowledged_write(
     assert set(acknowledged) <= stored, "an acknowledged write was lost"
     assert recovered_in <= RECOVERY_BAR_S
     assert slowest <= 10.0
+
+
+def test_an_unreachable_database_gives_503_to_what_needs_it_and_nothing_else(
+    triton: LocalTriton, exported_repository: Path, tmp_path: Path
+) -> None:
+    """Nothing listens at the database's address: authenticated routes and stream handshakes are
+    refused for now (503 with Retry-After), never a 500; what needs no database still works."""
+    nowhere = f"postgresql+asyncpg://postgres@127.0.0.1:{TritonPorts.free().http}/tritongate"
+    settings = app_settings(
+        exported_repository,
+        triton_url=triton.grpc_url,
+        database_url=nowhere,
+        migrate_on_startup=False,
+        inference_auth="required",
+    )
+    bearer = {"Authorization": "Bearer some-token"}
+    with live_server(settings, tmp_path) as server:
+        me = httpx.get(f"{server.base_url}/users/me", headers=bearer, timeout=30)
+        predict = httpx.post(
+            f"{server.base_url}/prediction", json={"text": "gpu"}, headers=bearer, timeout=30
+        )
+        login = httpx.post(
+            f"{server.base_url}/token", data={"username": "a@b.co", "password": "x" * 8}
+        )
+        live = httpx.get(f"{server.base_url}/health/live", timeout=30)
+
+        async def handshake() -> int:
+            url = f"{server.ws_url}/object-detection?token=some-token"
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(url):
+                    pass
+            return refused.value.response.status_code
+
+        stream_status = asyncio.run(handshake())
+        log = server.log()
+    print(
+        f"\ndatabase unreachable: /users/me {me.status_code}, /prediction {predict.status_code}, "
+        f"/token {login.status_code}, stream handshake {stream_status}, /health/live "
+        f"{live.status_code}"
+    )
+    for reply in (me, predict, login):
+        assert reply.status_code == 503, reply.text
+        assert reply.headers["retry-after"] and "database" in reply.json()["detail"]
+    assert stream_status == 503
+    assert live.status_code == 200
+    assert "Traceback" not in log
