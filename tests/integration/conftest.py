@@ -1,6 +1,7 @@
 """Database fixtures for the accounts and blog tests: every test runs on SQLite, and on
-PostgreSQL when TEST_DATABASE_URL is set (skipped with the reason otherwise). The model and
-Triton fixtures live in tests/stack.py."""
+PostgreSQL when TEST_DATABASE_URL is set (skipped with the reason otherwise); ``server``, the API
+in its own uvicorn process with the test settings, one per test module (a module that needs other
+settings defines its own). The model and Triton fixtures live in tests/stack.py."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from serving.launcher import LocalTriton
 from tests.integration.databases import (
     DATABASE_KINDS,
     copy_sqlite,
@@ -19,6 +21,15 @@ from tests.integration.databases import (
     sqlite_url,
     upgrade_to_head,
 )
+from tests.integration.live_server import LiveServer, live_api
+
+
+@pytest.fixture(scope="module")
+def server(
+    triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    with live_api(triton, exported_repository, tmp_path_factory.mktemp("api")) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

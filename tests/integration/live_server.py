@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.config import Settings
-from serving.launcher import TritonPorts
+from serving.launcher import LocalTriton, TritonPorts
+from tests.integration.api_client import app_settings
 
 
 @dataclass
@@ -86,3 +87,13 @@ def live_server(settings: Settings, log_dir: Path, timeout: float = 60.0) -> Ite
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextlib.contextmanager
+def live_api(
+    triton: LocalTriton, repository: Path, log_dir: Path, **overrides: object
+) -> Iterator[LiveServer]:
+    """The API against ``triton`` with the test settings (``app_settings``) plus ``overrides``."""
+    settings = app_settings(repository, triton_url=triton.grpc_url, **overrides)
+    with live_server(settings, log_dir) as running:
+        yield running

@@ -24,7 +24,6 @@ import asyncio
 import io
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +45,7 @@ from tests.helpers.hostile_images import (
 )
 from tests.helpers.memory import MIB, peak_rss_growth
 from tests.integration.api_client import app_settings, running_app
-from tests.integration.live_server import LiveServer, live_server
+from tests.integration.live_server import LiveServer
 
 THRESHOLD = 0.0  # random tiny weights: every query scores ~1/92, so all 100 queries come back
 OCTET = "application/octet-stream"
@@ -63,15 +62,6 @@ UPRIGHT_FROM_STORED = {
 def photo(photos: list[Path]) -> Image.Image:
     with Image.open(photos[0]) as image:
         return image.convert("RGB")
-
-
-@pytest.fixture(scope="module")
-def server(
-    triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    settings = app_settings(exported_repository, triton_url=triton.grpc_url)
-    with live_server(settings, tmp_path_factory.mktemp("api")) as running:
-        yield running
 
 
 Upload = tuple[bytes, str] | dict[str, Any]

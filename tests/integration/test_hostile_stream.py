@@ -33,8 +33,7 @@ from PIL import Image
 
 from serving.launcher import LocalTriton
 from tests.helpers.memory import MIB, peak_rss_growth
-from tests.integration.api_client import app_settings
-from tests.integration.live_server import LiveServer, live_server
+from tests.integration.live_server import LiveServer, live_api
 
 RATE = 5.0  # frames per second
 BURST = 5
@@ -49,15 +48,15 @@ UVICORN_WS_MAX_SIZE = 16 * 1024 * 1024
 def server(
     triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = app_settings(
+    with live_api(
+        triton,
         exported_repository,
-        triton_url=triton.grpc_url,
+        tmp_path_factory.mktemp("api"),
         stream_max_frames_per_s=RATE,
         stream_frame_burst=BURST,
         stream_max_connections=MAX_CONNECTIONS,
         stream_idle_timeout_s=IDLE_S,
-    )
-    with live_server(settings, tmp_path_factory.mktemp("api")) as running:
+    ) as running:
         yield running
 
 

@@ -31,19 +31,10 @@ import pytest
 from serving.launcher import LocalTriton
 from tests.helpers.memory import MIB, peak_rss_growth
 from tests.integration.api_client import app_settings, running_app
-from tests.integration.live_server import LiveServer, live_server
+from tests.integration.live_server import LiveServer
 
 BODY_LIMIT = 8 * 1024 * 1024  # Settings.max_body_bytes' default
 JSON = {"content-type": "application/json"}
-
-
-@pytest.fixture(scope="module")
-def server(
-    triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    settings = app_settings(exported_repository, triton_url=triton.grpc_url)
-    with live_server(settings, tmp_path_factory.mktemp("api")) as running:
-        yield running
 
 
 Request = tuple[str, dict[str, Any]]

@@ -31,9 +31,8 @@ from benchmarks import loadgen
 from benchmarks.http11 import HttpResponse
 from benchmarks.payloads import FilePart, post_json, post_multipart
 from serving.launcher import LocalTriton
-from tests.integration.api_client import app_settings
 from tests.integration.faults import StreamRecord, stream_frames
-from tests.integration.live_server import LiveServer, live_server
+from tests.integration.live_server import LiveServer, live_api
 from tests.integration.process_probe import ProcessSampler
 
 pytestmark = pytest.mark.slow
@@ -49,13 +48,10 @@ DEPTH = re.compile(r'^tritongate_queue_depth\{model="yolos"\} ([0-9.e+]+)$', re.
 def server(
     triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    settings = app_settings(
-        exported_repository,
-        triton_url=triton.grpc_url,
-        queue_size=QUEUE_SIZE,
-        request_timeout_s=5.0,
-    )
-    with live_server(settings, tmp_path_factory.mktemp("api")) as running:
+    log_dir = tmp_path_factory.mktemp("api")
+    with live_api(
+        triton, exported_repository, log_dir, queue_size=QUEUE_SIZE, request_timeout_s=5.0
+    ) as running:
         yield running
 
 

@@ -24,15 +24,6 @@ from tests.integration.live_server import LiveServer, live_server
 BURST = 50
 
 
-@pytest.fixture(scope="module")
-def server(
-    triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveServer]:
-    settings = app_settings(exported_repository, triton_url=triton.grpc_url)
-    with live_server(settings, tmp_path_factory.mktemp("api")) as running:
-        yield running
-
-
 async def _receive_json(socket: Any, timeout: float = 30.0) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(socket.recv(), timeout))
 
