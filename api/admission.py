@@ -17,7 +17,7 @@ second (Little's law: requests in progress / throughput = time in the system), n
 second or two: an idle service takes a burst). So a model doing 30 requests/s admits about 15 at
 ``max_wait_s=0.5`` and its accepted requests wait about half a second at worst, while one doing
 2,000/s admits up to ``limit``; the memory held by admitted requests (a detection request holds
-its decoded image and a 3.7 MB tensor) is bounded the same way.
+its decoded image and a 0.9 MB uint8 tensor) is bounded the same way.
 """
 
 from __future__ import annotations

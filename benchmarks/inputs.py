@@ -74,10 +74,9 @@ class ImageInputs:
     source: dict[str, Any]
 
     def tensors(self) -> list[dict[str, np.ndarray]]:
-        """YOLOS's ``pixel_values`` for each image (decoded and preprocessed), batch dimension 1."""
-        return [
-            {"pixel_values": preprocess(decode_image(part.content))[None]} for part in self.files
-        ]
+        """YOLOS's inputs for each image (decoded and resized: uint8 ``pixels`` and
+        ``content_size``), batch dimension 1."""
+        return [preprocess(decode_image(part.content)) for part in self.files]
 
 
 def _read_provenance(repository: Path, model: str) -> dict[str, Any]:

@@ -212,7 +212,7 @@ def limit_table(record: ScenarioRecord, unit: str) -> Table | None:
 
 
 def preprocess_line(record: ScenarioRecord) -> str | None:
-    """Client-side pre-processing per image (decode + resize + normalise), if measured."""
+    """Client-side pre-processing per image (decode + resize; the graph normalises), if measured."""
     for m in record.find("limit"):
         pre = m.result.get("preprocess") if m.ok else None
         if pre:

@@ -25,6 +25,8 @@ ONNX_ELEM_TYPES: dict[str, int] = {
     "TYPE_STRING": onnx.TensorProto.STRING,
     "TYPE_FP32": onnx.TensorProto.FLOAT,
     "TYPE_INT64": onnx.TensorProto.INT64,
+    "TYPE_INT32": onnx.TensorProto.INT32,
+    "TYPE_UINT8": onnx.TensorProto.UINT8,
 }
 
 

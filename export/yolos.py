@@ -1,10 +1,11 @@
 """Export of the YOLOS object detector (hustvl/yolos-tiny architecture) to ONNX.
 
 :func:`export_yolos` loads the weights (:mod:`export.yolos_weights`: hub id, local directory or
-``random-init``), runs optimum-onnx on CPU in fp32 (:func:`export_onnx`), checks the graph
-against PyTorch at the served input size for several batch sizes and runs the parity gate on
-real photos (:mod:`export.yolos_parity`). Only then is the model written into the Triton
-repository, with a provenance record of all of it.
+``random-init``), runs optimum-onnx on CPU in fp32 (:func:`export_onnx`), prepends the
+pre-processing that lets the served graph take uint8 pixels (:mod:`export.yolos_preprocessing`),
+checks the final graph against PyTorch at the served input size for several batch sizes and runs
+the parity gate on real photos (:mod:`export.yolos_parity`). Only then is the model written into
+the Triton repository, with a provenance record of all of it.
 
 torch, optimum and onnx are imported inside the functions that need them, so importing this
 module stays cheap.
@@ -23,6 +24,7 @@ from export.errors import DataUnavailableError, ExportError
 from export.provenance import package_versions, utc_timestamp
 from export.repository import ExportedModel, check_onnx_against_spec, write_model
 from export.yolos_parity import ONNX_CHECK_BATCH_SIZES, check_onnx_matches_pytorch, check_parity
+from export.yolos_preprocessing import add_preprocessing
 from export.yolos_weights import (
     DEFAULT_HUB_ID,
     DEFAULT_RANDOM_INIT_SEED,
@@ -31,7 +33,13 @@ from export.yolos_weights import (
     load_yolos,
     model_labels,
 )
-from serving.specs import YOLOS, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH
+from serving.specs import (
+    YOLOS,
+    YOLOS_INPUT_HEIGHT,
+    YOLOS_INPUT_WIDTH,
+    YOLOS_PIXEL_VALUES,
+    ModelSpec,
+)
 
 if TYPE_CHECKING:
     from transformers import YolosForObjectDetection
@@ -47,13 +55,22 @@ REPORTED_PACKAGES: Final = (
     "pillow",
 )
 
+# optimum's graph before the pre-processing is prepended: normalised float32 NCHW in.
+OPTIMUM_GRAPH: Final = ModelSpec(YOLOS.name, (YOLOS_PIXEL_VALUES,), YOLOS.outputs)
+PREPROCESSING_NOTE: Final = (
+    "fit inside 640x480 keeping aspect (bilinear) and pad bottom/right in the API "
+    "(serving.detection.preprocess: uint8 pixels + content_size); /255, ImageNet mean/std and "
+    "zero padding after normalisation inside the graph (export.yolos_preprocessing)"
+)
+
 
 def export_onnx(model: YolosForObjectDetection, output_dir: Path) -> Path:
     """Export with optimum-onnx (CPU, fp32, task object-detection) into ``output_dir``.
 
     The graph's input is ``pixel_values`` [batch, 3, height, width] with dynamic axes; the dummy
     input used for tracing has the served size 480x640. Outputs are ``logits`` and
-    ``pred_boxes``. Raises :class:`ExportError` if the I/O differs from serving/specs.py.
+    ``pred_boxes``. Raises :class:`ExportError` if the I/O differs from :data:`OPTIMUM_GRAPH`.
+    This is not yet the served graph: see :func:`export_served_onnx`.
     """
     import onnx
     import torch
@@ -83,10 +100,27 @@ def export_onnx(model: YolosForObjectDetection, output_dir: Path) -> Path:
     if not onnx_path.is_file():
         raise ExportError(f"optimum wrote no model.onnx into {output_dir}")
     try:
-        check_onnx_against_spec(onnx.load(str(onnx_path), load_external_data=False), YOLOS)
+        check_onnx_against_spec(onnx.load(str(onnx_path), load_external_data=False), OPTIMUM_GRAPH)
     except ValueError as exc:
         raise ExportError(f"exported graph does not match serving/specs.py: {exc}") from exc
     return onnx_path
+
+
+def export_served_onnx(model: YolosForObjectDetection, output_dir: Path) -> Path:
+    """optimum's export (:func:`export_onnx`) with the uint8 pre-processing prepended, written
+    to ``output_dir``/served.onnx: the graph that is checked and served (serving/specs.py's
+    ``YOLOS`` interface)."""
+    import onnx
+
+    raw_path = export_onnx(model, output_dir)
+    try:
+        served = add_preprocessing(onnx.load(str(raw_path)))
+        check_onnx_against_spec(served, YOLOS)
+    except ValueError as exc:
+        raise ExportError(f"could not build the served graph: {exc}") from exc
+    served_path = Path(output_dir) / "served.onnx"
+    onnx.save(served, str(served_path))
+    return served_path
 
 
 def export_yolos(
@@ -137,13 +171,19 @@ def export_yolos(
     import onnx
 
     with tempfile.TemporaryDirectory(prefix="tritongate-yolos-") as tmp:
-        log("[yolos] exporting to ONNX with optimum (CPU, fp32, object-detection)")
-        onnx_path = export_onnx(model, Path(tmp))
+        log(
+            "[yolos] exporting to ONNX with optimum (CPU, fp32, object-detection), "
+            "prepending the uint8 pre-processing"
+        )
+        onnx_path = export_served_onnx(model, Path(tmp))
         log(
             f"[yolos] checking ONNX Runtime against PyTorch at batch {list(ONNX_CHECK_BATCH_SIZES)}"
         )
         onnx_check = check_onnx_matches_pytorch(model, onnx_path)
-        log(f"[yolos]   max abs diff per batch size: {onnx_check['max_abs_diff']}")
+        log(
+            f"[yolos]   max abs diff per batch size: {onnx_check['max_abs_diff']}; "
+            f"normalised input vs the processor's arithmetic: {onnx_check['input_max_abs_diff']}"
+        )
         parity = check_parity(model, onnx_path, images, parity_threshold, log=log)
         onnx_model = onnx.load(str(onnx_path))
 
@@ -152,11 +192,10 @@ def export_yolos(
         "weights": weights_provenance,
         "random_weights": random_weights,
         "input": {
-            "tensor": "pixel_values",
+            "tensors": {spec.name: spec.data_type for spec in YOLOS.inputs},
             "height": YOLOS_INPUT_HEIGHT,
             "width": YOLOS_INPUT_WIDTH,
-            "preprocessing": "fit inside 640x480 keeping aspect (bilinear), /255, ImageNet "
-            "mean/std, zero-pad bottom/right (serving.detection.preprocess)",
+            "preprocessing": PREPROCESSING_NOTE,
         },
         "onnx": {
             "exporter": "optimum.exporters.onnx.onnx_export_from_model",

@@ -1,10 +1,13 @@
 """The YOLOS export's checks: the ONNX graph against PyTorch, and the serving pipeline's parity.
 
-:func:`check_onnx_matches_pytorch` runs ONNX Runtime and PyTorch on the same random inputs at
-the served size for several batch sizes (raw logits and boxes). :func:`check_parity` is the gate
-on real photos: the serving pipeline (:mod:`serving.detection` + ONNX Runtime) against
-transformers' ``YolosImageProcessor`` (:func:`reference_processor`) + PyTorch, detection by
-detection. Both raise :class:`ParityError` beyond their tolerances.
+:func:`check_onnx_matches_pytorch` runs the served graph on random uint8 inputs at the served
+size for several batch sizes, and PyTorch on the normalised tensor the graph computed from them
+(raw logits and boxes). :func:`check_parity` is the gate on real photos: the serving pipeline
+(:mod:`serving.detection` + the served graph, whose first nodes normalise) against transformers'
+``YolosImageProcessor`` (:func:`reference_processor`) + PyTorch, detection by detection, and the
+graph's normalised tensor against the processor's. Both raise :class:`ParityError` beyond their
+tolerances. Both read the graph's intermediate ``pixel_values`` by running a copy of it that
+also outputs that tensor (:func:`export.yolos_preprocessing.with_pixel_values_output`).
 
 torch, transformers and onnxruntime are imported inside the functions that need them, so
 importing this module stays cheap.
@@ -29,7 +32,13 @@ from serving.detection import (
     postprocess,
     preprocess,
 )
-from serving.specs import YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH
+from serving.specs import (
+    YOLOS_CONTENT_SIZE,
+    YOLOS_INPUT_HEIGHT,
+    YOLOS_INPUT_WIDTH,
+    YOLOS_PIXEL_VALUES,
+    YOLOS_PIXELS,
+)
 
 if TYPE_CHECKING:
     from transformers import YolosForObjectDetection, YolosImageProcessor
@@ -42,6 +51,9 @@ LABEL_TIE_TOLERANCE: Final = 1e-5
 # ONNX Runtime against PyTorch on the same input tensor (raw logits and boxes).
 ONNX_TOLERANCE: Final = 1e-4
 ONNX_CHECK_BATCH_SIZES: Final = (1, 8)
+# The graph's normalised tensor against the processor's arithmetic (it is built to be exact).
+INPUT_TOLERANCE: Final = 1e-6
+_OUTPUTS: Final = ("logits", "pred_boxes", YOLOS_PIXEL_VALUES.name)
 # The automatic parity threshold never exceeds the usual serving threshold.
 MAX_AUTO_PARITY_THRESHOLD: Final = 0.5
 # PyTorch threads for the reference forward passes: on small shared VMs torch's intra-op pool
@@ -63,9 +75,28 @@ def _torch_threads(count: int) -> Iterator[None]:
 
 
 def _ort_session(onnx_path: Path) -> Any:
+    """A CPU session of the served graph at ``onnx_path`` that also outputs ``pixel_values``."""
+    import onnx
     import onnxruntime as ort
 
-    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from export.yolos_preprocessing import with_pixel_values_output
+
+    model = with_pixel_values_output(onnx.load(str(onnx_path)))
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def random_served_inputs(batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random uint8 pixels and content sizes: the first item fills the frame, the others are
+    padded at the bottom or on the right (from 1x1 up), like resized photos of other shapes."""
+    pixels = rng.integers(0, 256, (batch, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH, 3), np.uint8)
+    sizes = np.empty((batch, 2), dtype=np.int32)
+    sizes[0] = (YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH)
+    for index in range(1, batch):
+        if index % 2:
+            sizes[index] = (rng.integers(1, YOLOS_INPUT_HEIGHT + 1), YOLOS_INPUT_WIDTH)
+        else:
+            sizes[index] = (YOLOS_INPUT_HEIGHT, rng.integers(1, YOLOS_INPUT_WIDTH + 1))
+    return {YOLOS_PIXELS.name: pixels, YOLOS_CONTENT_SIZE.name: sizes}
 
 
 def check_onnx_matches_pytorch(
@@ -75,22 +106,40 @@ def check_onnx_matches_pytorch(
     tolerance: float = ONNX_TOLERANCE,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Run ONNX Runtime and PyTorch on the same random [B, 3, 480, 640] inputs.
+    """Run the served graph on random uint8 inputs and PyTorch on the graph's normalised tensor.
 
-    Raises :class:`ParityError` if logits or boxes differ by more than ``tolerance`` or shapes
-    differ. Returns the max absolute differences per batch size.
+    Raises :class:`ParityError` if logits or boxes differ by more than ``tolerance``, shapes
+    differ, or the normalised tensor differs from the processor's arithmetic on the same bytes
+    (:func:`export.yolos_preprocessing.normalised_like_processor`) by more than 1e-6. Returns the
+    max absolute differences per batch size.
     """
     import torch
 
+    from export.yolos_preprocessing import normalised_like_processor
+
     session = _ort_session(onnx_path)
     rng = np.random.default_rng(seed)
-    figures: dict[str, Any] = {"tolerance": tolerance, "max_abs_diff": {}}
+    figures: dict[str, Any] = {
+        "tolerance": tolerance,
+        "max_abs_diff": {},
+        "input_tolerance": INPUT_TOLERANCE,
+        "input_max_abs_diff": {},
+    }
     for batch in batch_sizes:
-        pixels = rng.standard_normal((batch, 3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH))
-        pixels = pixels.astype(np.float32)
-        logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixels})
+        feeds = random_served_inputs(batch, rng)
+        logits, boxes, pixel_values = session.run(list(_OUTPUTS), feeds)
+        expected_input = normalised_like_processor(
+            feeds[YOLOS_PIXELS.name], feeds[YOLOS_CONTENT_SIZE.name]
+        )
+        input_diff = float(np.abs(pixel_values - expected_input).max())
+        figures["input_max_abs_diff"][str(batch)] = input_diff
+        if not input_diff <= INPUT_TOLERANCE:
+            raise ParityError(
+                f"batch {batch}: the graph's normalised input differs from the processor's "
+                f"arithmetic by {input_diff:.3g} (tolerance {INPUT_TOLERANCE:g})"
+            )
         with torch.no_grad(), _torch_threads(REFERENCE_TORCH_THREADS):
-            reference = model(pixel_values=torch.from_numpy(pixels))
+            reference = model(pixel_values=torch.from_numpy(pixel_values))
         expected_logits = reference.logits.numpy()
         expected_boxes = reference.pred_boxes.numpy()
         if logits.shape != expected_logits.shape or boxes.shape != expected_boxes.shape:
@@ -140,12 +189,11 @@ def _run_image(
     import torch
 
     image = decode_image(path.read_bytes())
-    pixels = preprocess(image)
-    logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixels[None]})
+    logits, boxes, pixel_values = session.run(list(_OUTPUTS), preprocess(image))
     inputs = processor(images=image, return_tensors="pt", input_data_format="channels_last")
     with torch.no_grad(), _torch_threads(REFERENCE_TORCH_THREADS):
         reference = model(pixel_values=inputs["pixel_values"])
-    input_diff = float(np.abs(inputs["pixel_values"][0].numpy() - pixels).max())
+    input_diff = float(np.abs(inputs["pixel_values"][0].numpy() - pixel_values[0]).max())
     return _ImageRun(path.name, image.size, input_diff, logits[0], boxes[0], reference)
 
 
@@ -264,9 +312,11 @@ def check_parity(
 ) -> dict[str, Any]:
     """Parity gate: the serving pipeline against transformers + PyTorch on real photos.
 
-    Ours: :func:`serving.detection.decode_image` → ``preprocess`` → ONNX Runtime →
-    ``postprocess``. Reference: the same decoded image → :func:`reference_processor` → the
-    PyTorch model → ``post_process_object_detection(threshold, target_sizes=[(h, w)])``.
+    Ours: :func:`serving.detection.decode_image` → ``preprocess`` (resize, uint8) → the served
+    graph in ONNX Runtime (normalisation inside) → ``postprocess``. Reference: the same decoded
+    image → :func:`reference_processor` → the PyTorch model →
+    ``post_process_object_detection(threshold, target_sizes=[(h, w)])``. The graph's normalised
+    tensor is compared with the processor's (``max_input_abs_diff``, recorded).
     Detections are compared in query order: same labels (numerical ties excepted), boxes within
     1 px, scores within 1e-3. A query whose reference score lies within 1e-3 of the threshold
     may be kept by one side only. Every photo must yield at least one compared detection;

@@ -21,8 +21,9 @@ import typer
 from rich.console import Console
 
 from benchmarks.cli import bench_app
-from serving.model_repository import model_versions
+from serving.model_repository import MODEL_FILENAME, model_versions
 from serving.settings import ServingSettings
+from serving.specs import MODEL_SPECS
 
 app = typer.Typer(help="TritonGate: GPU-optimized model serving.", no_args_is_help=True)
 export_app = typer.Typer(help="Export the models to ONNX into the Triton model repository.")
@@ -52,10 +53,36 @@ def _log(message: str) -> None:
 
 
 def _already_exported(settings: ServingSettings, model: str) -> bool:
+    """True if ``model``'s newest version exists and has the interface serving/specs.py declares
+    (an export from before an interface change is exported again rather than kept)."""
     versions = model_versions(settings.model_repository / model)
-    if versions:
-        _log(f"{model}: version {versions[-1]} already in {settings.model_repository}, skipping")
-    return bool(versions)
+    if not versions:
+        return False
+    mismatch = _interface_mismatch(settings.model_repository, model, versions[-1])
+    if mismatch is not None:
+        _log(
+            f"{model}: version {versions[-1]} in {settings.model_repository} does not have the "
+            f"current interface ({mismatch}); exporting again"
+        )
+        return False
+    _log(f"{model}: version {versions[-1]} already in {settings.model_repository}, skipping")
+    return True
+
+
+def _interface_mismatch(repository: Path, model: str, version: int) -> str | None:
+    """Why the exported graph's inputs and outputs differ from the spec, or None if they match."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    from export.repository import check_onnx_against_spec
+
+    path = repository / model / str(version) / MODEL_FILENAME
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+        check_onnx_against_spec(graph, MODEL_SPECS[model])
+    except (OSError, ValueError, DecodeError) as error:
+        return str(error)
+    return None
 
 
 def _fail(error: Exception) -> typer.Exit:

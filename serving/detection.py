@@ -3,7 +3,10 @@
 The pipeline reproduces transformers' slow ``YolosImageProcessor`` (pinned in pyproject.toml)
 configured with ``size={"max_height": 480, "max_width": 640}``, ``do_pad=True`` and
 ``pad_size={"height": 480, "width": 640}``, and its ``post_process_object_detection``: the export's
-parity gate (export/yolos.py) checks both against transformers on real photos.
+parity gate (export/yolos.py) checks both against transformers on real photos. The API's share
+of the pre-processing is decoding and resizing: the served graph takes the resized uint8 pixels
+and does the processor's rescale, normalisation and zero padding itself
+(export/yolos_preprocessing.py), so no float work happens here.
 
 Boxes come out of the model as (cx, cy, w, h) relative to the resized, un-padded image content
 (DETR's convention), so scaling them by the original image's width and height maps them back to
@@ -24,24 +27,15 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from serving.specs import (
-    YOLOS_IMAGE_MEAN,
-    YOLOS_IMAGE_STD,
+    YOLOS_CONTENT_SIZE,
     YOLOS_INPUT_HEIGHT,
     YOLOS_INPUT_WIDTH,
+    YOLOS_PIXELS,
 )
 
 # Largest accepted image, in pixels (width x height): a 40-megapixel photo decodes to ~120 MB of
 # RGB. Anything bigger is refused from its header, before the pixels are decoded.
 MAX_IMAGE_PIXELS: Final = 40_000_000
-
-# Per (uint8 value, channel): the normalised float32 input. It is computed with exactly the
-# operations and dtypes of YolosImageProcessor (float64 rescale by 1/255 cast to float32, then
-# float32 ``(x - mean) / std``), so the lookup is bit-identical to it and faster.
-_RESCALED: Final = (np.arange(256, dtype=np.float64) * (1 / 255)).astype(np.float32)
-_NORMALISE_LUT: Final = (_RESCALED[:, None] - np.asarray(YOLOS_IMAGE_MEAN, dtype=np.float32)) / (
-    np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
-)
-_CHANNELS: Final = np.arange(3)
 
 # What Pillow raises on hostile bytes, besides its own errors (OSError, SyntaxError, ValueError).
 _PARSE_ERRORS: Final = (OSError, ValueError, SyntaxError, EOFError, struct.error)
@@ -180,28 +174,49 @@ def resized_size(
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def preprocess(image: Image.Image) -> np.ndarray:
-    """The model input for one image: float32 [3, 480, 640], normalised, zero-padded bottom/right.
-
-    Resize (Pillow bilinear) to fit 640x480 keeping the aspect ratio, rescale to [0, 1], normalise
-    with the ImageNet mean/std, and pad with zeros after normalisation, like YolosImageProcessor.
-    """
+def resized_pixels(image: Image.Image) -> np.ndarray:
+    """The image resized to fit 640x480 keeping its aspect ratio (Pillow bilinear, as the
+    processor resizes), as uint8 [height, width, 3] RGB. A 640x480 image is not resampled."""
     rgb = image if image.mode == "RGB" else image.convert("RGB")
-    new_width, new_height = resized_size(*rgb.size)
-    resized = rgb.resize((new_width, new_height), resample=Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.uint8)  # [h, w, 3]
-    normalised = _NORMALISE_LUT[pixels, _CHANNELS]  # [h, w, 3] float32
-    output = np.zeros((3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH), dtype=np.float32)
-    output[:, :new_height, :new_width] = normalised.transpose(2, 0, 1)
-    return output
+    size = resized_size(*rgb.size)
+    if size != rgb.size:
+        rgb = rgb.resize(size, resample=Image.Resampling.BILINEAR)
+    return np.asarray(rgb, dtype=np.uint8)
 
 
-def preprocess_batch(images: Sequence[Image.Image]) -> np.ndarray:
-    """Stack :func:`preprocess` of each image into float32 [B, 3, 480, 640]."""
-    batch = np.empty((len(images), 3, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH), dtype=np.float32)
+def preprocess_batch(images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
+    """The YOLOS model inputs for a batch of images, keyed by the spec's input names.
+
+    ``pixels`` uint8 [B, 480, 640, 3]: each image resized by :func:`resized_pixels`, at the top
+    left, the rest 0; ``content_size`` int32 [B, 2]: each resized image's (height, width). The
+    graph rescales, normalises and zeroes the padding after normalisation, like
+    YolosImageProcessor (its uint8 0 padding here is only a placeholder).
+    """
+    count = len(images)
+    pixels = np.zeros((count, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH, 3), dtype=np.uint8)
+    content_size = np.empty((count, 2), dtype=np.int32)
     for index, image in enumerate(images):
-        batch[index] = preprocess(image)
-    return batch
+        content = resized_pixels(image)
+        height, width = content.shape[:2]
+        pixels[index, :height, :width] = content
+        content_size[index] = (height, width)
+    return {YOLOS_PIXELS.name: pixels, YOLOS_CONTENT_SIZE.name: content_size}
+
+
+def preprocess(image: Image.Image) -> dict[str, np.ndarray]:
+    """The YOLOS model inputs for one image, batch dimension 1 (see :func:`preprocess_batch`).
+
+    A 640x480 image (the browser's frames) is used as decoded: no resampling, no padding copy.
+    """
+    content = resized_pixels(image)
+    height, width = content.shape[:2]
+    if (height, width) == (YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH):
+        pixels = content[None]
+    else:
+        pixels = np.zeros((1, YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH, 3), dtype=np.uint8)
+        pixels[0, :height, :width] = content
+    content_size = np.array([[height, width]], dtype=np.int32)
+    return {YOLOS_PIXELS.name: pixels, YOLOS_CONTENT_SIZE.name: content_size}
 
 
 # --- postprocessing ----------------------------------------------------------------------------

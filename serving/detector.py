@@ -1,7 +1,8 @@
 """Object detection with YOLOS: image bytes in, objects in original-image pixels out.
 
-Decoding, EXIF orientation, resize/pad and normalisation are CPU-heavy and run in a thread pool,
-off the event loop; the forward pass goes through the model's micro-batcher.
+Decoding, EXIF orientation and resizing are CPU-heavy and run in a thread pool, off the event
+loop; the forward pass (which starts with the rescale, normalisation and padding, inside the
+graph) goes through the model's micro-batcher.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import numpy as np
 from serving.batching import MicroBatcher
 from serving.detection import Detection, decode_image, postprocess, preprocess
 from serving.errors import ModelNotReadyError
-from serving.specs import YOLOS
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 
@@ -28,9 +28,9 @@ class DetectionResult:
     model_version: str
 
 
-def _prepare(data: bytes, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
+def _prepare(data: bytes, max_pixels: int) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
     image = decode_image(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
-    return preprocess(image)[None], image.size
+    return preprocess(image), image.size
 
 
 class ObjectDetector:
@@ -52,9 +52,8 @@ class ObjectDetector:
         if not self.labels:
             raise ModelNotReadyError(f"{self.batcher.model}: no labels (is the model exported?)")
         loop = asyncio.get_running_loop()
-        pixels, size = await loop.run_in_executor(self.executor, _prepare, data, self.max_pixels)
-        (pixel_values,) = YOLOS.inputs
-        result = await self.batcher.submit({pixel_values.name: pixels})
+        inputs, size = await loop.run_in_executor(self.executor, _prepare, data, self.max_pixels)
+        result = await self.batcher.submit(inputs)
         objects = postprocess(
             result.outputs["logits"][0],
             result.outputs["pred_boxes"][0],

@@ -127,7 +127,8 @@ class ModelDescription(BaseModel):
                     "state": "READY",
                     "max_batch_size": 8,
                     "inputs": [
-                        {"name": "pixel_values", "data_type": "TYPE_FP32", "dims": [3, 480, 640]}
+                        {"name": "pixels", "data_type": "TYPE_UINT8", "dims": [480, 640, 3]},
+                        {"name": "content_size", "data_type": "TYPE_INT32", "dims": [2]},
                     ],
                     "outputs": [
                         {"name": "logits", "data_type": "TYPE_FP32", "dims": [100, 92]},

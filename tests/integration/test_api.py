@@ -80,7 +80,7 @@ def test_object_detection_matches_in_process_pipeline(
                 assert reply.status_code == 200, reply.text
                 body = reply.json()
                 image = decode_image(data)
-                raw = await local.infer("yolos", {"pixel_values": preprocess(image)[None]})
+                raw = await local.infer("yolos", preprocess(image))
                 expected = postprocess(
                     raw.outputs["logits"][0], raw.outputs["pred_boxes"][0], image.size, labels, 0.0
                 )

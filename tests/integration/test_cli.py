@@ -117,6 +117,28 @@ def test_export_command_writes_then_skips_existing(photos: list[Path], tmp_path:
     second = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     assert second.returncode == 0, second.stderr
     assert "already in" in second.stderr and "skipping" in second.stderr
+    # An export from before an interface change (here: the old float32 pixel_values input) is
+    # not skipped: Triton would refuse it, or every request would fail.
+    _write_old_interface_graph(repository / "yolos" / "1" / "model.onnx")
+    third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert third.returncode == 0, third.stderr
+    assert "does not have the current interface" in third.stderr
+    assert "yolos written to" in third.stderr
+
+
+def _write_old_interface_graph(path: Path) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    pixel_values = helper.make_tensor_value_info(
+        "pixel_values", TensorProto.FLOAT, ["batch", 3, 480, 640]
+    )
+    outputs = [
+        helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 100, 92]),
+        helper.make_tensor_value_info("pred_boxes", TensorProto.FLOAT, ["batch", 100, 4]),
+    ]
+    nodes = [helper.make_node("Identity", ["pixel_values"], [o.name]) for o in outputs]
+    onnx.save(helper.make_model(helper.make_graph(nodes, "old", [pixel_values], outputs)), path)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

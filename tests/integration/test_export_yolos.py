@@ -27,6 +27,7 @@ from export.errors import DataUnavailableError, ExportError, ParityError
 from export.repository import ExportedModel, validate_model_dir
 from export.yolos import export_yolos
 from export.yolos_parity import BOX_TOLERANCE_PX, SCORE_TOLERANCE, check_parity
+from export.yolos_preprocessing import normalised_like_processor
 from export.yolos_weights import COCO_ID2LABEL, RANDOM_WEIGHTS_NOTE, load_yolos
 from serving.detection import decode_image, preprocess_batch
 from serving.model_repository import model_versions, read_labels, read_provenance
@@ -175,7 +176,13 @@ def test_provenance_records_random_weights_loudly(exported: Export) -> None:
     assert provenance["versions"]["torch"] and provenance["versions"]["transformers"]
     assert provenance["versions"]["onnxruntime"] and provenance["versions"]["optimum"]
     assert provenance["exported_at"]
-    assert max(provenance["onnx"]["pytorch_check"]["max_abs_diff"].values()) <= 1e-4
+    pytorch_check = provenance["onnx"]["pytorch_check"]
+    assert max(pytorch_check["max_abs_diff"].values()) <= 1e-4
+    # The in-graph normalisation reproduces the processor's arithmetic bit for bit.
+    assert set(pytorch_check["input_max_abs_diff"]) == {"1", "8"}
+    assert max(pytorch_check["input_max_abs_diff"].values()) == 0.0
+    assert provenance["input"]["tensors"] == {"pixels": "TYPE_UINT8", "content_size": "TYPE_INT32"}
+    assert "inside the graph" in provenance["input"]["preprocessing"]
     assert any("random weights" in line for line in exported.log)
 
 
@@ -185,7 +192,8 @@ def test_parity_figures_within_tolerance_and_printed(exported: Export, photos: l
     assert parity["images"] == len(photos)
     assert parity["max_box_diff_px"] <= BOX_TOLERANCE_PX
     assert parity["max_score_diff"] <= SCORE_TOLERANCE
-    assert parity["max_input_abs_diff"] == 0.0  # preprocessing is bit-identical to transformers
+    # The graph's own normalisation (uint8 in) is bit-identical to transformers' processor.
+    assert parity["max_input_abs_diff"] == 0.0
     assert parity["label_mismatches"] == 0
     for item in parity["per_image"]:
         assert item["detections_compared"] >= 1, item
@@ -199,13 +207,15 @@ def test_onnx_matches_pytorch_on_photos(
     exported: Export, reference_model: torch.nn.Module, photos: list[Path], batch: int
 ) -> None:
     chosen = [photos[index % len(photos)] for index in range(batch)]
-    pixels = preprocess_batch([decode_image(path.read_bytes()) for path in chosen])
+    inputs = preprocess_batch([decode_image(path.read_bytes()) for path in chosen])
     session = ort.InferenceSession(
         str(exported.result.model_path), providers=["CPUExecutionProvider"]
     )
-    logits, boxes = session.run(["logits", "pred_boxes"], {"pixel_values": pixels})
+    assert [i.name for i in session.get_inputs()] == [spec.name for spec in YOLOS.inputs]
+    logits, boxes = session.run(["logits", "pred_boxes"], inputs)
+    pixel_values = normalised_like_processor(inputs["pixels"], inputs["content_size"])
     with torch.no_grad():
-        expected = reference_model(pixel_values=torch.from_numpy(pixels))
+        expected = reference_model(pixel_values=torch.from_numpy(pixel_values))
     assert logits.shape == (batch, 100, 92)
     assert boxes.shape == (batch, 100, 4)
     np.testing.assert_allclose(logits, expected.logits.numpy(), rtol=0, atol=1e-4)
@@ -303,7 +313,8 @@ def test_local_directory_weights(tmp_path: Path, reference_model: torch.nn.Modul
     assert provenance["local_path"] == str((tmp_path / "weights").resolve())
     assert set(provenance["weights_sha256"]) == {"model.safetensors"}
     assert not model.training
-    pixels = torch.from_numpy(preprocess_batch([Image.new("RGB", (64, 48), (1, 2, 3))]))
+    inputs = preprocess_batch([Image.new("RGB", (64, 48), (1, 2, 3))])
+    pixels = torch.from_numpy(normalised_like_processor(inputs["pixels"], inputs["content_size"]))
     with torch.no_grad():
         np.testing.assert_array_equal(
             model(pixel_values=pixels).logits.numpy(),

@@ -32,7 +32,7 @@ def _text_input(text: str | bytes) -> dict[str, np.ndarray]:
 
 
 def _pixels(photo: Path) -> dict[str, np.ndarray]:
-    return {"pixel_values": preprocess(decode_image(photo.read_bytes()))[None]}
+    return preprocess(decode_image(photo.read_bytes()))
 
 
 def _stub_processes(marker: str) -> list[int]:

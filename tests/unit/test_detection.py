@@ -29,10 +29,11 @@ from serving.detection import (
     postprocess_batch,
     preprocess,
     preprocess_batch,
+    resized_pixels,
     resized_size,
 )
 from serving.detector import ACCEPTED_FORMATS
-from serving.specs import YOLOS_IMAGE_MEAN, YOLOS_IMAGE_STD
+from serving.specs import YOLOS
 from tests.helpers.hostile_images import (
     animated,
     corrupt_exif,
@@ -43,8 +44,6 @@ from tests.helpers.hostile_images import (
 )
 from tests.helpers.memory import MIB, peak_rss_growth
 
-MEAN = np.asarray(YOLOS_IMAGE_MEAN, dtype=np.float32)
-STD = np.asarray(YOLOS_IMAGE_STD, dtype=np.float32)
 LABELS = [f"class-{index}" for index in range(91)]
 EXIF_ORIENTATION = 0x0112
 
@@ -53,13 +52,6 @@ def encode(image: Image.Image, fmt: str = "PNG", **options: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
-
-
-def normalised(rgb: tuple[int, int, int]) -> np.ndarray:
-    """What one pixel of colour ``rgb`` becomes after rescale + ImageNet normalisation."""
-    return ((np.asarray(rgb, dtype=np.float64) / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).astype(
-        np.float32
-    )
 
 
 # --- decode_image ------------------------------------------------------------------------------
@@ -398,51 +390,58 @@ def test_resized_size_matches_transformers_arithmetic(
 # --- preprocess --------------------------------------------------------------------------------
 
 
-def test_preprocess_shape_dtype_and_normalised_values() -> None:
+def test_preprocess_gives_the_model_inputs_uint8_and_content_size() -> None:
     colour = (255, 0, 128)
-    output = preprocess(Image.new("RGB", (200, 100), colour))  # → 640 x 320, padded to 480
-    assert output.shape == (3, 480, 640)
-    assert output.dtype == np.float32
-    expected = normalised(colour)
-    for channel in range(3):
-        np.testing.assert_allclose(output[channel, :320, :], expected[channel], rtol=0, atol=1e-6)
-    assert np.all(output[:, 320:, :] == 0.0)
+    inputs = preprocess(Image.new("RGB", (200, 100), colour))  # → 640 x 320, padded to 480
+    assert set(inputs) == {spec.name for spec in YOLOS.inputs}
+    for spec in YOLOS.inputs:
+        assert inputs[spec.name].dtype == spec.numpy_dtype
+        assert inputs[spec.name].shape == (1, *spec.dims)
+    pixels = inputs["pixels"][0]
+    assert np.all(pixels[:320] == colour)
+    assert np.all(pixels[320:] == 0)  # a placeholder: the graph zeroes it after normalising
+    assert inputs["content_size"].tolist() == [[320, 640]]
 
 
 def test_preprocess_pads_right_of_portrait_images() -> None:
-    output = preprocess(Image.new("RGB", (300, 400), (0, 0, 0)))  # → 360 x 480
-    assert np.all(output[:, :, 360:] == 0.0)
-    black = normalised((0, 0, 0))[:, None, None]
-    np.testing.assert_allclose(output[:, :, :360], np.broadcast_to(black, (3, 480, 360)), atol=1e-6)
+    inputs = preprocess(Image.new("RGB", (300, 400), (7, 8, 9)))  # → 360 x 480
+    assert inputs["content_size"].tolist() == [[480, 360]]
+    assert np.all(inputs["pixels"][0, :, :360] == (7, 8, 9))
+    assert np.all(inputs["pixels"][0, :, 360:] == 0)
 
 
-def test_preprocess_without_resize_is_rescale_and_normalise() -> None:
+def test_preprocess_without_resize_keeps_the_decoded_bytes() -> None:
     rng = np.random.default_rng(1)
     pixels = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    output = preprocess(Image.fromarray(pixels))
-    expected = ((pixels / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).transpose(2, 0, 1)
-    np.testing.assert_allclose(output, expected, rtol=0, atol=2e-6)
+    inputs = preprocess(Image.fromarray(pixels))
+    np.testing.assert_array_equal(inputs["pixels"][0], pixels)
+    assert inputs["content_size"].tolist() == [[480, 640]]
 
 
 def test_preprocess_resizes_with_pillow_bilinear() -> None:
     rng = np.random.default_rng(2)
     image = Image.fromarray(rng.integers(0, 256, (60, 80, 3), dtype=np.uint8))
-    resized = np.asarray(image.resize((640, 480), Image.Resampling.BILINEAR), dtype=np.float64)
-    expected = ((resized / 255 - YOLOS_IMAGE_MEAN) / YOLOS_IMAGE_STD).transpose(2, 0, 1)
-    np.testing.assert_allclose(preprocess(image), expected, rtol=0, atol=2e-6)
+    expected = np.asarray(image.resize((640, 480), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(preprocess(image)["pixels"][0], expected)
+    np.testing.assert_array_equal(resized_pixels(image), expected)
 
 
 def test_preprocess_converts_non_rgb_images() -> None:
-    output = preprocess(Image.new("L", (640, 480), 255))
-    np.testing.assert_allclose(output[:, 0, 0], normalised((255, 255, 255)), atol=1e-6)
+    inputs = preprocess(Image.new("L", (640, 480), 255))
+    assert np.all(inputs["pixels"] == 255)
 
 
 def test_preprocess_batch_stacks_items() -> None:
     images = [Image.new("RGB", (640, 480), (10, 20, 30)), Image.new("RGB", (100, 300), (90, 0, 9))]
     batch = preprocess_batch(images)
-    assert batch.shape == (2, 3, 480, 640)
-    assert batch.dtype == np.float32
-    np.testing.assert_array_equal(batch[1], preprocess(images[1]))
+    assert batch["pixels"].shape == (2, 480, 640, 3)
+    assert batch["pixels"].dtype == np.uint8
+    assert batch["content_size"].dtype == np.int32
+    assert batch["content_size"].tolist() == [[480, 640], [480, 160]]
+    for index, image in enumerate(images):
+        single = preprocess(image)
+        np.testing.assert_array_equal(batch["pixels"][index], single["pixels"][0])
+        np.testing.assert_array_equal(batch["content_size"][index], single["content_size"][0])
 
 
 # --- postprocess -------------------------------------------------------------------------------

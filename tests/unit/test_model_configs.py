@@ -66,13 +66,13 @@ def test_yolos_gpu_warmup_covers_batch_one_to_max_with_the_real_input() -> None:
     config = _load("yolos", None)
     assert not _load("yolos", "cpu").model_warmup
     assert [sample.batch_size for sample in config.model_warmup] == [1, config.max_batch_size]
-    (spec_input,) = YOLOS.inputs
+    declared = {entry.name: entry for entry in config.input}
     for sample in config.model_warmup:
-        assert set(sample.inputs) == {spec_input.name}
-        tensor = sample.inputs[spec_input.name]
-        assert list(tensor.dims) == list(config.input[0].dims)
-        assert tensor.data_type == config.input[0].data_type
-        assert tensor.zero_data
+        assert set(sample.inputs) == {spec.name for spec in YOLOS.inputs}
+        for name, tensor in sample.inputs.items():
+            assert list(tensor.dims) == list(declared[name].dims)
+            assert tensor.data_type == declared[name].data_type
+            assert tensor.zero_data
 
 
 def test_yolos_gpu_config_runs_tensorrt_fp16_with_engine_cache() -> None:
@@ -98,6 +98,6 @@ def test_check_reports_every_mismatch() -> None:
     with pytest.raises(ModelConfigError) as raised:
         check_config_against_spec(config, YOLOS)
     message = str(raised.value)
-    assert "missing input 'pixel_values'" in message
+    assert "missing input 'pixels'" in message
     assert "unexpected input 'images'" in message
     assert "output 'logits': dims [50, 92]" in message

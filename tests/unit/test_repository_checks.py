@@ -16,34 +16,42 @@ from tests.stack import copy_committed_configs
 
 
 def _yolos_like(
-    input_name: str = "pixel_values",
-    elem_type: int = TensorProto.FLOAT,
+    input_name: str = "pixels",
+    elem_type: int = TensorProto.UINT8,
     batch: str | int = "batch",
     logits_classes: int = 92,
 ) -> onnx.ModelProto:
     """A graph with YOLOS's I/O (values are irrelevant to the checks)."""
-    pixels = helper.make_tensor_value_info(input_name, elem_type, [batch, 3, "h", "w"])
+    pixels = helper.make_tensor_value_info(input_name, elem_type, [batch, 480, 640, 3])
+    size = helper.make_tensor_value_info("content_size", TensorProto.INT32, [batch, 2])
     logits = helper.make_tensor_value_info(
         "logits", TensorProto.FLOAT, [batch, 100, logits_classes]
     )
     boxes = helper.make_tensor_value_info("pred_boxes", TensorProto.FLOAT, [batch, 100, 4])
     nodes = [
         helper.make_node("Identity", [input_name], ["logits"]),
-        helper.make_node("Identity", [input_name], ["pred_boxes"]),
+        helper.make_node("Identity", ["content_size"], ["pred_boxes"]),
     ]
-    graph = helper.make_graph(nodes, "yolos_like", [pixels], [logits, boxes])
+    graph = helper.make_graph(nodes, "yolos_like", [pixels, size], [logits, boxes])
     return helper.make_model(graph)
 
 
-def test_matching_graph_passes_with_symbolic_spatial_dims() -> None:
+def test_matching_graph_passes() -> None:
     check_onnx_against_spec(_yolos_like(), YOLOS)
+
+
+def test_symbolic_item_dims_pass() -> None:
+    model = _yolos_like()
+    for dim in model.graph.input[0].type.tensor_type.shape.dim[1:]:
+        dim.dim_param = "any"
+    check_onnx_against_spec(model, YOLOS)
 
 
 @pytest.mark.parametrize(
     ("model", "expected"),
     [
-        (_yolos_like(input_name="images"), "graph lacks input 'pixel_values'"),
-        (_yolos_like(elem_type=TensorProto.DOUBLE), "ONNX element type DOUBLE, expected FLOAT"),
+        (_yolos_like(input_name="images"), "graph lacks input 'pixels'"),
+        (_yolos_like(elem_type=TensorProto.FLOAT), "ONNX element type FLOAT, expected UINT8"),
         (_yolos_like(batch=1), "batch dimension is fixed at 1"),
         (_yolos_like(logits_classes=81), "axis 2 is 81, expected 92"),
     ],
