@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from api.cache import NullCacheObserver, PredictionCache, build_prediction_cache
-from api.config import Settings
+from api.config import ModelBatching, Settings
 from api.metrics import Metrics
 from api.streaming import NullStreamObserver, OpenStreams, StreamObserver
 from serving.batching import BatcherConfig, MicroBatcher
@@ -94,12 +94,15 @@ async def start_services(settings: Settings, metrics: Metrics | None = None) -> 
             logger.warning("model %s is not ready yet: %s", state.name, state.error)
     batchers = {}
     for name in MODEL_SPECS:
+        own = settings.batching_per_model.get(name, ModelBatching())
+        max_delay_us = settings.batch_max_delay_us if own.max_delay_us is None else own.max_delay_us
         config = BatcherConfig(
             max_batch_size=registry.max_batch_size(name),
-            max_delay=settings.batch_max_delay_us / 1e6,
+            max_delay=max_delay_us / 1e6,
+            idle_delay=own.idle_delay_us / 1e6,
             max_queue=settings.queue_size,
             timeout=settings.request_timeout_s,
-            max_in_flight=settings.batch_max_in_flight,
+            max_in_flight=own.max_in_flight or settings.batch_max_in_flight,
             enabled=settings.batching_enabled,
             ride_through=settings.triton_ride_through_s,
         )

@@ -5,8 +5,10 @@ concatenates input arrays along the batch dimension, calls an :class:`InferenceC
 splits the outputs back.
 
 * A batch leaves when it holds ``max_batch_size`` rows, or when its oldest item has waited
-  ``max_delay``. When nothing is in flight a lone request leaves at once, so an idle service
-  adds no delay; under load, requests gather while the previous batch runs.
+  ``max_delay``. When nothing is in flight a lone request leaves at once (after ``idle_delay``,
+  0 by default), so an idle service adds no delay; under load, requests gather while the
+  previous batch runs. A slow model whose callers come back together (several camera streams
+  answered by one batch) keeps its batches whole with a small ``idle_delay``.
 * The queue is bounded (``max_queue`` items): when full, :meth:`submit` fails at once with
   :class:`QueueFullError` (HTTP 503 with ``Retry-After``).
 * Each item has a deadline: past it the caller gets :class:`InferenceTimeoutError` (HTTP 504) and
@@ -103,6 +105,7 @@ class BatcherConfig:
     max_in_flight: int = 2  # batches sent and not yet answered
     enabled: bool = True
     ride_through: float = 0.0  # seconds a batch retries while the server is unreachable
+    idle_delay: float = 0.0  # seconds the oldest item waits for company when nothing is in flight
 
 
 # Pauses between retries while the server is unreachable (doubling from the first to the last).
@@ -156,6 +159,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self._unreachable = False  # a batch gave up on an unreachable server; none since answered
+        self._idle_since = 0.0  # when the last batch in flight came back
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -254,7 +258,7 @@ class MicroBatcher:
             if self._queue and len(self._in_flight) < self.config.max_in_flight:
                 # Not due yet: wait for more items or for the oldest item's max_delay. (With
                 # every in-flight slot taken, the next finished batch sets the wake-up event.)
-                remaining = self._queue[0].enqueued + self.config.max_delay - time.monotonic()
+                remaining = self._due_at() - time.monotonic()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.0))
                 self._wakeup.set()
@@ -265,9 +269,8 @@ class MicroBatcher:
         if not self._queue or len(self._in_flight) >= self.config.max_in_flight:
             return False
         full = self._queued_rows() >= self.config.max_batch_size
-        waited = time.monotonic() - self._queue[0].enqueued >= self.config.max_delay
-        idle = not self._in_flight
-        if not (full or waited or idle):
+        due = time.monotonic() >= self._due_at()
+        if not (full or due):
             return False
         batch: list[_Item] = []
         rows = 0
@@ -286,6 +289,15 @@ class MicroBatcher:
             self._launch(batch)
         return bool(batch)
 
+    def _due_at(self) -> float:
+        """When the next batch leaves if it is not full: ``max_delay`` after its oldest item
+        arrived while a batch is in flight; else ``idle_delay`` after that or after the last
+        batch came back, whichever is later (the callers it answered may be about to return)."""
+        oldest = self._queue[0].enqueued
+        if self._in_flight:
+            return oldest + self.config.max_delay
+        return max(oldest, self._idle_since) + self.config.idle_delay
+
     def _drop_finished(self) -> None:
         """Forget items whose caller gave up (deadline passed or cancelled)."""
         while self._queue and self._queue[0].future.done():
@@ -298,6 +310,8 @@ class MicroBatcher:
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
+        if not self._in_flight:
+            self._idle_since = time.monotonic()
         self._wakeup.set()
 
     async def _send(self, batch: list[_Item]) -> None:

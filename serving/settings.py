@@ -52,8 +52,8 @@ class ServingSettings(BaseSettings):
                 text = "true" if value else "false"
             elif isinstance(value, str | int | float):
                 text = str(value)
-            else:
-                text = json.dumps(value, default=str)
+            else:  # lists, dicts, nested models: JSON, as pydantic-settings reads them back
+                text = json.dumps(self.model_dump(mode="json", include={name})[name])
             variables[f"{ENV_PREFIX}{name.upper()}"] = text
         return variables
 

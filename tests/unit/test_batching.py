@@ -947,3 +947,44 @@ def test_ride_through_never_outlasts_the_deadline() -> None:
             await batcher.close()
 
     run(body)
+
+
+# --- idle delay ------------------------------------------------------------------------------
+
+
+def test_an_idle_delay_lets_callers_answered_by_one_batch_come_back_into_the_next() -> None:
+    async def body() -> None:
+        client = FakeClient(gated=True)
+        batcher = make_batcher(client, max_in_flight=1, idle_delay=0.05, max_delay=0.002)
+        try:
+            first = [submit(batcher, tag) for tag in range(4)]
+            await client.wait_calls(1)
+            assert client.call_rows() == [4]  # queued together before the first batch left
+            client.gate.set()
+            await asyncio.gather(*first)
+            # The callers come back one by one, a few ms apart: without the idle delay the first
+            # would leave alone.
+            again = []
+            for tag in range(10, 14):
+                again.append(submit(batcher, tag))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*again)
+            assert client.call_rows() == [4, 4]
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_without_an_idle_delay_a_lone_request_leaves_at_once() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        batcher = make_batcher(client, max_delay=0.5)
+        try:
+            started = time.monotonic()
+            assert_own_rows(await batcher.submit(item_inputs(1)), 1, 1)
+            assert time.monotonic() - started < 0.1
+        finally:
+            await batcher.close()
+
+    run(body)

@@ -18,11 +18,13 @@ def test_round_trip_through_the_environment(
         port=9123,
         batching_enabled=False,
         batch_max_delay_us=750,
+        batching_per_model={"yolos": {"max_in_flight": 3, "idle_delay_us": 1500}},
         triton_url="10.0.0.5:8001",
     )
     variables = original.to_environment()
     assert variables["TRITONGATE_MODEL_REPOSITORY"] == str((tmp_path / "repo").resolve())
     assert variables["TRITONGATE_BATCHING_ENABLED"] == "false"
+    assert '"idle_delay_us": 1500' in variables["TRITONGATE_BATCHING_PER_MODEL"]
     assert "TRITONGATE_TRITON_GRPC_PORT" not in variables, "unset values stay unset"
     for name, value in variables.items():
         monkeypatch.setenv(name, value)
