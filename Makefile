@@ -62,7 +62,7 @@ test: install browser
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: install browser
-	$(BIN)/python -m pytest -m slow
+	$(BIN)/python -m pytest -m slow -rP  # -rP: their figures (what they print) in the log
 
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
