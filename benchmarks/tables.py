@@ -197,10 +197,16 @@ def limit_table(record: ScenarioRecord, unit: str) -> Table | None:
     table = Table(
         ["batch", f"{unit}/s", "call p50 ms", "call p99 ms", "best", "API best req/s ÷ this"]
     )
-    for m in sorted(limits, key=lambda m: m.config.get("batch_size", 0)):
+    order = {None: 0, "before": 0, "after": 1}
+
+    def position(m: Measurement) -> tuple[int, int]:
+        return order.get(m.config.get("measured"), 2), m.config.get("batch_size", 0)
+
+    for m in sorted(limits, key=position):
+        when = m.config.get("measured")
         table.rows.append(
             [
-                str(m.config.get("batch_size")),
+                f"{m.config.get('batch_size')}" + (f" ({when} the streams)" if when else ""),
                 rps(m.throughput),
                 ms(m.latency("p50")),
                 ms(m.latency("p99")),

@@ -114,7 +114,8 @@ def streams_section(record: ScenarioRecord) -> list[str]:
     if limit is not None:
         lines += [
             "**Limit: the model alone** (in-process ONNX Runtime, Triton's configuration; "
-            "latency of one call; the last column uses the best processed fps)",
+            "latency of one call; the last column uses the best processed fps; measured before "
+            "and after the streams, the bars use the mean)",
             "",
             limit.markdown(),
             "",

@@ -184,15 +184,16 @@ def test_api_config_environment_and_labels() -> None:
     )
 
 
-def test_streams_plan_runs_the_limit_first_then_each_stream_count(tmp_path: Path) -> None:
+def test_streams_plan_brackets_the_stream_counts_with_the_limit(tmp_path: Path) -> None:
     session = session_for(tmp_path)
     record = SCENARIOS["streams"].new_record()
     labels = [step.label for step in SCENARIOS["streams"].plan(session, record)]
     assert labels == [
-        "streams · limit (in-process ONNX Runtime)",
+        "streams · limit (in-process ONNX Runtime, before)",
         "streams · 1 × 24 fps",
         "streams · 2 × 24 fps",
         "streams · 4 × 24 fps",
+        "streams · limit (in-process ONNX Runtime, after)",
     ]
     assert record.skipped == []
 

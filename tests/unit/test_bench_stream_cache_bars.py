@@ -103,6 +103,25 @@ def test_stream_bars_not_measured_without_the_limit_or_the_streams() -> None:
     assert four_streams_check(record).status == "NOT MEASURED"
 
 
+def test_stream_bars_use_the_mean_of_the_limit_before_and_after_the_streams() -> None:
+    record = streams_record(one_fps=7.5, p95_ms=1.9, four_fps=9.5)
+    for m in record.measurements[:2]:
+        m.config["measured"] = "before"
+    after = [
+        limit_measurement("streams", 1, 7.0, best=False),
+        limit_measurement("streams", 4, 9.0, best=True),
+    ]
+    for m in after:
+        m.config["measured"] = "after"
+    record.measurements += after
+    single, four = single_stream_check(record), four_streams_check(record)
+    assert single.values["single_image_per_s"] == 7.5  # (8.0 + 7.0) / 2
+    assert single.values["rate_share"] == 1.0
+    assert "7.50 images/s (mean of 8.00 before and 7.00 after the streams)" in single.detail
+    assert four.values["batched_per_s"] == 9.5  # (10.0 + 9.0) / 2
+    assert "(batch 8 and 4)" in four.detail
+
+
 def test_cache_bar_compares_server_p50_at_every_concurrency() -> None:
     check = cache_check(cache_record(hit_p50=0.1))
     assert check.status == "PASS"
