@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import json
 import os
@@ -15,10 +14,10 @@ from typing import Any
 import httpx
 import pytest
 import websockets
-from PIL import Image
 
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.api_client import app_settings
+from tests.integration.faults import jpeg
 from tests.integration.live_server import LiveServer, live_server
 
 BURST = 50
@@ -26,12 +25,6 @@ BURST = 50
 
 async def _receive_json(socket: Any, timeout: float = 30.0) -> dict[str, Any]:
     return json.loads(await asyncio.wait_for(socket.recv(), timeout))
-
-
-def _jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (320, 240)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, colour).save(buffer, format="JPEG")
-    return buffer.getvalue()
 
 
 def test_stream_results_equal_the_rest_endpoint(server: LiveServer, photos: list[Path]) -> None:
@@ -99,7 +92,7 @@ def test_bad_frames_and_settings_get_errors_and_the_stream_continues(server: Liv
             await socket.send("not json")
             replies.append(await _receive_json(socket))
             await socket.send(json.dumps({"threshold": 0.0}))
-            await socket.send(_jpeg((10, 200, 10)))
+            await socket.send(jpeg((10, 200, 10)))
             replies.append(await _receive_json(socket))
             return replies
 
@@ -119,7 +112,7 @@ def test_a_frame_over_the_size_limit_is_refused_and_counted_as_dropped(
         async with websockets.connect(f"{server.ws_url}/object-detection") as socket:
             await socket.send(b"x" * 5000)
             first = await _receive_json(socket)
-            await socket.send(_jpeg((0, 0, 0), size=(16, 16)))
+            await socket.send(jpeg((0, 0, 0), size=(16, 16)))
             return [first, await _receive_json(socket)]
 
     with live_server(settings, tmp_path) as server:
@@ -136,7 +129,7 @@ def test_server_stop_closes_streams_with_1001(
 
         async def stream() -> int | None:
             async with websockets.connect(f"{server.ws_url}/object-detection") as socket:
-                await socket.send(_jpeg((0, 0, 255)))
+                await socket.send(jpeg((0, 0, 255)))
                 await _receive_json(socket)
                 os.kill(server.process.pid, signal.SIGTERM)
                 with pytest.raises(websockets.ConnectionClosed) as closed:
@@ -161,10 +154,10 @@ def test_triton_down_sends_an_error_and_closes_with_1011(
 
             async def stream() -> tuple[dict[str, Any], int | None]:
                 async with websockets.connect(f"{server.ws_url}/object-detection") as socket:
-                    await socket.send(_jpeg((50, 50, 50)))
+                    await socket.send(jpeg((50, 50, 50)))
                     await _receive_json(socket)
                     await asyncio.to_thread(own_triton.kill)
-                    await socket.send(_jpeg((60, 60, 60)))
+                    await socket.send(jpeg((60, 60, 60)))
                     error = await _receive_json(socket)
                     with pytest.raises(websockets.ConnectionClosed) as closed:
                         await asyncio.wait_for(socket.recv(), 30)
@@ -205,7 +198,7 @@ def _credentials(server: LiveServer) -> tuple[str, str, httpx.Cookies]:
 
 async def _first_result(url: str, **connect: Any) -> dict[str, Any]:
     async with websockets.connect(url, **connect) as socket:
-        await socket.send(_jpeg((1, 2, 3)))
+        await socket.send(jpeg((1, 2, 3)))
         return await _receive_json(socket)
 
 
