@@ -26,12 +26,15 @@ class ModelBatching(BaseModel):
     gathers while the model is busy) and a few milliseconds of ``idle_delay_us`` (callers answered
     by the same batch come back within a few ms of each other: without it the first one leaves
     alone and batches alternate 1, 3, 1, 3 instead of 4). Light models gain from two in flight
-    (the next batch travels while one runs) and no idle delay.
+    (the next batch travels while one runs) and no idle delay. ``prepare_wait_us`` lets such a
+    batch also wait, that much longer at most, for requests whose input is still being decoded;
+    camera streams decoding at different speeds would otherwise split into groups that take turns.
     """
 
     max_in_flight: int | None = Field(default=None, ge=1)
     max_delay_us: int | None = Field(default=None, ge=0)
     idle_delay_us: int = Field(default=0, ge=0)
+    prepare_wait_us: int = Field(default=0, ge=0)
 
 
 class Settings(ServingSettings):
@@ -49,7 +52,9 @@ class Settings(ServingSettings):
     # Per model, over the two above (JSON, e.g. '{"yolos": {"max_in_flight": 1}}'); see
     # ModelBatching. The default suits YOLOS on a CPU instance (measured with 4 camera streams).
     batching_per_model: dict[str, ModelBatching] = Field(
-        default_factory=lambda: {"yolos": ModelBatching(max_in_flight=1, idle_delay_us=5000)}
+        default_factory=lambda: {
+            "yolos": ModelBatching(max_in_flight=1, idle_delay_us=5000, prepare_wait_us=50_000)
+        }
     )
     queue_size: int = Field(default=512, ge=1)
     request_timeout_s: float = Field(default=10.0, gt=0)

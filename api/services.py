@@ -100,6 +100,7 @@ async def start_services(settings: Settings, metrics: Metrics | None = None) -> 
             max_batch_size=registry.max_batch_size(name),
             max_delay=max_delay_us / 1e6,
             idle_delay=own.idle_delay_us / 1e6,
+            prepare_wait=own.prepare_wait_us / 1e6,
             max_queue=settings.queue_size,
             timeout=settings.request_timeout_s,
             max_in_flight=own.max_in_flight or settings.batch_max_in_flight,

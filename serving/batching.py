@@ -9,6 +9,11 @@ splits the outputs back.
   0 by default), so an idle service adds no delay; under load, requests gather while the
   previous batch runs. A slow model whose callers come back together (several camera streams
   answered by one batch) keeps its batches whole with a small ``idle_delay``.
+* Callers announce the items they are still preparing (:meth:`MicroBatcher.preparing`, around
+  an image decode, say). When nothing is in flight, a batch that is not full also waits for those,
+  at most ``prepare_wait`` past its due time. Without it, callers that come back from one batch
+  but decode at different speeds split into groups that take turns (batches of 1 and 3, or
+  2 and 2, instead of 4) and stay split.
 * The queue is bounded (``max_queue`` items): when full, :meth:`submit` fails at once with
   :class:`QueueFullError` (HTTP 503 with ``Retry-After``).
 * Each item has a deadline: past it the caller gets :class:`InferenceTimeoutError` (HTTP 504) and
@@ -30,7 +35,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -106,6 +111,7 @@ class BatcherConfig:
     enabled: bool = True
     ride_through: float = 0.0  # seconds a batch retries while the server is unreachable
     idle_delay: float = 0.0  # seconds the oldest item waits for company when nothing is in flight
+    prepare_wait: float = 0.0  # at most this much longer, for items being prepared (idle only)
 
 
 # Pauses between retries while the server is unreachable (doubling from the first to the last).
@@ -160,6 +166,7 @@ class MicroBatcher:
         self._closed = False
         self._unreachable = False  # a batch gave up on an unreachable server; none since answered
         self._idle_since = 0.0  # when the last batch in flight came back
+        self._preparing = 0  # items announced by callers who are still preparing them
 
     # -- public ---------------------------------------------------------------------------------
 
@@ -189,6 +196,17 @@ class MicroBatcher:
             item = self._queue.popleft()
             if not item.future.done():
                 item.future.set_exception(self._stopping())
+
+    @contextlib.contextmanager
+    def preparing(self) -> Iterator[None]:
+        """Around the preparation of one item that will be submitted next: while it lasts, an
+        idle batch that is not full waits for it (up to ``prepare_wait``; see the module doc)."""
+        self._preparing += 1
+        try:
+            yield
+        finally:
+            self._preparing -= 1
+            self._wakeup.set()
 
     async def submit(
         self, inputs: Mapping[str, np.ndarray], timeout: float | None = None
@@ -292,11 +310,15 @@ class MicroBatcher:
     def _due_at(self) -> float:
         """When the next batch leaves if it is not full: ``max_delay`` after its oldest item
         arrived while a batch is in flight; else ``idle_delay`` after that or after the last
-        batch came back, whichever is later (the callers it answered may be about to return)."""
+        batch came back, whichever is later (the callers it answered may be about to return),
+        plus up to ``prepare_wait`` while items that would fit are still being prepared."""
         oldest = self._queue[0].enqueued
         if self._in_flight:
             return oldest + self.config.max_delay
-        return max(oldest, self._idle_since) + self.config.idle_delay
+        due = max(oldest, self._idle_since) + self.config.idle_delay
+        if self._preparing and self._queued_rows() < self.config.max_batch_size:
+            due += self.config.prepare_wait
+        return due
 
     def _drop_finished(self) -> None:
         """Forget items whose caller gave up (deadline passed or cancelled)."""

@@ -2,7 +2,8 @@
 
 Decoding, EXIF orientation and resizing are CPU-heavy and run in a thread pool, off the event
 loop; the forward pass (which starts with the rescale, normalisation and padding, inside the
-graph) goes through the model's micro-batcher.
+graph) goes through the model's micro-batcher, which hears of each decode as it starts so that
+an idle batch can wait for the images still being decoded.
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ class ObjectDetector:
         if not self.labels:
             raise ModelNotReadyError(f"{self.batcher.model}: no labels (is the model exported?)")
         loop = asyncio.get_running_loop()
-        inputs, size = await loop.run_in_executor(self.executor, _prepare, data, self.max_pixels)
+        with self.batcher.preparing():  # an idle batch waits for this image's decode
+            inputs, size = await loop.run_in_executor(
+                self.executor, _prepare, data, self.max_pixels
+            )
         result = await self.batcher.submit(inputs)
         objects = postprocess(
             result.outputs["logits"][0],

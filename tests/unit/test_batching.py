@@ -988,3 +988,86 @@ def test_without_an_idle_delay_a_lone_request_leaves_at_once() -> None:
             await batcher.close()
 
     run(body)
+
+
+# --- items being prepared -------------------------------------------------------------------
+
+
+def _prepared_submit(
+    batcher: MicroBatcher, tag: int, decode: asyncio.Event
+) -> asyncio.Task[InferenceResult]:
+    """A caller that announces its item, 'decodes' until ``decode`` is set, then submits."""
+
+    async def caller() -> InferenceResult:
+        with batcher.preparing():
+            await decode.wait()
+        return await batcher.submit(item_inputs(tag))
+
+    return asyncio.create_task(caller())
+
+
+def test_an_idle_batch_waits_for_items_still_being_prepared() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        batcher = make_batcher(client, max_in_flight=1, prepare_wait=1.0)
+        try:
+            quick, slow = asyncio.Event(), asyncio.Event()
+            quick.set()
+            callers = [_prepared_submit(batcher, 0, quick), _prepared_submit(batcher, 1, slow)]
+            await asyncio.sleep(0.05)  # far past max_delay and idle_delay
+            assert client.call_rows() == []  # the ready item waits for the one being decoded
+            slow.set()
+            await asyncio.gather(*callers)
+            assert client.call_rows() == [2]
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_the_wait_for_items_being_prepared_is_bounded() -> None:
+    async def body() -> None:
+        client = FakeClient()
+        batcher = make_batcher(client, max_in_flight=1, prepare_wait=0.05)
+        try:
+            never = asyncio.Event()
+            stuck = _prepared_submit(batcher, 1, never)
+            await settle()  # its preparation has begun
+            started = time.monotonic()
+            assert_own_rows(await batcher.submit(item_inputs(0)), 0, 1)
+            assert 0.04 <= time.monotonic() - started < 0.5
+            assert client.call_rows() == [1]
+            stuck.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await stuck
+            assert batcher._preparing == 0  # a cancelled preparation is no longer waited for
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_callers_split_into_groups_come_back_together_when_preparation_is_announced() -> None:
+    """Four streams, one frame each in turn, decode taking longer than the idle delay: with
+    announcements, the groups left by a first uneven batch merge into whole batches."""
+
+    async def body() -> None:
+        client = FakeClient(delay=0.02)
+        batcher = make_batcher(client, max_in_flight=1, idle_delay=0.002, prepare_wait=0.2)
+
+        async def stream(tag: int, start_after: float, frames: int) -> None:
+            await asyncio.sleep(start_after)
+            for frame in range(frames):
+                with batcher.preparing():
+                    await asyncio.sleep(0.01)  # the decode, longer than the idle delay
+                await batcher.submit(item_inputs(100 * tag + frame))
+
+        try:
+            # The first stream starts alone (its first batch holds one frame) and sends one frame
+            # more, so that every later batch can be whole.
+            await asyncio.gather(stream(0, 0.0, 7), *(stream(tag, 0.015, 6) for tag in range(1, 4)))
+            assert client.call_rows() == [1, 4, 4, 4, 4, 4, 4]
+        finally:
+            await batcher.close()
+
+    run(body)
