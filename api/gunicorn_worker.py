@@ -1,4 +1,5 @@
-"""The gunicorn worker class: uvicorn's, with uvloop, httptools and a bounded graceful stop.
+"""The gunicorn worker class: uvicorn's, with the API's uvicorn options (api/uvicorn_options.py):
+uvloop, httptools, no WebSocket compression and a bounded graceful stop.
 
 ``uvicorn_worker.UvicornWorker`` lets in-flight requests run as long as they like after SIGTERM,
 until gunicorn's master kills the worker; with ``timeout_graceful_shutdown`` uvicorn gives up on
@@ -11,12 +12,8 @@ from typing import Any, ClassVar
 
 from uvicorn_worker import UvicornWorker
 
-from api.timeouts import UVICORN_GRACEFUL_S
+from api.uvicorn_options import UVICORN_OPTIONS
 
 
 class TritonGateWorker(UvicornWorker):
-    CONFIG_KWARGS: ClassVar[dict[str, Any]] = {
-        "loop": "uvloop",
-        "http": "httptools",
-        "timeout_graceful_shutdown": UVICORN_GRACEFUL_S,
-    }
+    CONFIG_KWARGS: ClassVar[dict[str, Any]] = dict(UVICORN_OPTIONS)

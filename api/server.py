@@ -36,7 +36,8 @@ from api.metrics import MULTIPROC_ENV
 from api.metrics_server import MetricsServer
 from api.migrate import safe_url
 from api.prestart import PrestartError, prestart
-from api.timeouts import STOP_TIMEOUT_S, UVICORN_GRACEFUL_S
+from api.timeouts import STOP_TIMEOUT_S
+from api.uvicorn_options import uvicorn_flags
 from serving.launcher import LocalTriton, TritonLaunchError
 
 logger = logging.getLogger(__name__)
@@ -61,10 +62,8 @@ def api_command(settings: Settings) -> list[str]:
             "--factory",
             f"--host={settings.host}",
             f"--port={settings.port}",
-            "--loop=uvloop",
-            "--http=httptools",
             "--no-access-log",
-            f"--timeout-graceful-shutdown={UVICORN_GRACEFUL_S}",
+            *uvicorn_flags(),
         ]
     # Workers, address, worker class and timeouts: api/gunicorn_conf.py, from the same settings
     # (passed in the environment).

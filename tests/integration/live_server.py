@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.config import Settings
+from api.uvicorn_options import uvicorn_flags
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.api_client import app_settings
 
@@ -66,8 +67,7 @@ def live_server(settings: Settings, log_dir: Path, timeout: float = 60.0) -> Ite
         "--factory",
         "--host=127.0.0.1",
         f"--port={port}",
-        "--loop=uvloop",
-        "--http=httptools",
+        *uvicorn_flags(),
     ]
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, env=env)

@@ -54,6 +54,25 @@ def test_stream_results_equal_the_rest_endpoint(server: LiveServer, photos: list
         assert streamed["score"] == pytest.approx(posted["score"], abs=1e-9)
 
 
+def test_frames_travel_uncompressed_even_when_the_client_offers_deflate(
+    server: LiveServer, photos: list[Path]
+) -> None:
+    """Browsers offer permessage-deflate; the server declines it (JPEG frames don't shrink, and
+    compressing each one costs the client and the server CPU)."""
+
+    async def stream() -> tuple[str | None, dict[str, Any]]:
+        async with websockets.connect(
+            f"{server.ws_url}/object-detection", compression="deflate"
+        ) as socket:
+            extensions = socket.response.headers.get("Sec-WebSocket-Extensions")
+            await socket.send(photos[0].read_bytes())
+            return extensions, await _receive_json(socket)
+
+    extensions, result = asyncio.run(stream())
+    assert extensions is None, f"the server negotiated {extensions!r}"
+    assert result["frame"] == 1 and "objects" in result
+
+
 def test_a_burst_keeps_only_recent_frames_and_accounts_for_every_frame(
     server: LiveServer, photos: list[Path]
 ) -> None:

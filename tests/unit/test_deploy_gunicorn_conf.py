@@ -52,3 +52,21 @@ def test_serve_runs_gunicorn_with_this_configuration_only() -> None:
 
     command = api_command(Settings(_env_file=None, workers=2))  # type: ignore[call-arg]
     assert command[1:] == ["-m", "gunicorn", "--config=python:api.gunicorn_conf"]
+
+
+def test_one_worker_and_gunicorn_workers_run_with_the_same_uvicorn_options() -> None:
+    import click
+    from uvicorn.main import main as uvicorn_main
+
+    from api.config import Settings
+    from api.uvicorn_options import UVICORN_OPTIONS
+
+    command = api_command(Settings(_env_file=None, workers=1))  # type: ignore[call-arg]
+    assert command[1:3] == ["-m", "uvicorn"]
+    # uvicorn's own command line parses the flags back into the same options.
+    context = uvicorn_main.make_context("uvicorn", command[3:])
+    assert isinstance(context, click.Context)
+    for name, value in UVICORN_OPTIONS.items():
+        assert context.params[name] == value, name
+    assert TritonGateWorker.CONFIG_KWARGS == UVICORN_OPTIONS
+    assert UVICORN_OPTIONS["ws_per_message_deflate"] is False
