@@ -100,7 +100,8 @@ def streams_section(record: ScenarioRecord) -> list[str]:
         lines.append("")
     lines += [
         "**Streams** (processed fps: results received per second of the window, from the end of "
-        "the warm-up to the planned end; dropped: measured frames sent without a result; round trip: from sending frame n to its result; server: the "
+        "the warm-up to the planned end; dropped: measured frames sent without a result; round "
+        "trip: from sending frame n to its result; server: the "
         "result's latency_ms; CPU: cores used in the window, by process)",
         "",
         streams_table(record).markdown(),
