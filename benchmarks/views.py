@@ -115,8 +115,9 @@ def streams_section(record: ScenarioRecord) -> list[str]:
     if limit is not None:
         lines += [
             "**Limit: the model alone** (in-process ONNX Runtime, Triton's configuration; "
-            "latency of one call; the last column uses the best processed fps; measured before "
-            "and after the streams, the bars use the mean)",
+            "latency of one call; the last column uses the best processed fps; ★: each time's "
+            "best; measured before and after the streams, the bars use the mean of batch 1 and "
+            "of the batch size with the best mean)",
             "",
             limit.markdown(),
             "",

@@ -118,8 +118,23 @@ def test_stream_bars_use_the_mean_of_the_limit_before_and_after_the_streams() ->
     assert single.values["single_image_per_s"] == 7.5  # (8.0 + 7.0) / 2
     assert single.values["rate_share"] == 1.0
     assert "7.50 images/s (mean of 8.00 before and 7.00 after the streams)" in single.detail
-    assert four.values["batched_per_s"] == 9.5  # (10.0 + 9.0) / 2
-    assert "(batch 8 and 4)" in four.detail
+    # The best batch size by its mean over both times: batch 8 was measured before only, so
+    # its mean (10.0) beats batch 4's (9.0); the reference is batch 8's measurements.
+    assert four.values["batched_per_s"] == 10.0
+    assert "(batch 8)" in four.detail
+
+
+def test_the_best_batch_is_the_size_with_the_best_mean_not_each_times_best() -> None:
+    record = SCENARIOS["streams"].new_record()
+    figures = {("before", 4): 9.0, ("before", 8): 10.0, ("after", 4): 9.5, ("after", 8): 7.0}
+    for (measured, batch), rate in figures.items():
+        m = limit_measurement("streams", batch, rate, best=False)
+        m.config["measured"] = measured
+        record.measurements.append(m)
+    record.measurements.append(stream_measurement(4, 8.5, 1000.0))
+    four = four_streams_check(record)
+    assert four.values["batched_per_s"] == 9.25  # batch 4: (9.0 + 9.5) / 2 beats (10 + 7) / 2
+    assert "(batch 4)" in four.detail and "mean of 9.00 before and 9.50 after" in four.detail
 
 
 def test_cache_bar_compares_server_p50_at_every_concurrency() -> None:
