@@ -5,10 +5,11 @@ concatenates input arrays along the batch dimension, calls an :class:`InferenceC
 splits the outputs back.
 
 * A batch leaves when it holds ``max_batch_size`` rows, or when its oldest item has waited
-  ``max_delay``. When nothing is in flight a lone request leaves at once (after ``idle_delay``,
-  0 by default), so an idle service adds no delay; under load, requests gather while the
-  previous batch runs. A slow model whose callers come back together (several camera streams
-  answered by one batch) keeps its batches whole with a small ``idle_delay``.
+  ``max_delay``. When nothing is in flight a lone request leaves at once, so an idle service adds
+  no delay; under load, requests gather while the previous batch runs. A slow model whose
+  callers come back together (several camera streams answered by one batch) keeps its batches
+  whole with a small ``idle_delay``: for that long after a batch comes back (0 by default), the
+  next one waits for company; a request arriving later leaves at once.
 * Callers announce the items they are still preparing (:meth:`MicroBatcher.preparing`, around
   an image decode, say). When nothing is in flight, a batch that is not full also waits for those,
   at most ``prepare_wait`` past its due time. Without it, callers that come back from one batch
@@ -309,13 +310,13 @@ class MicroBatcher:
 
     def _due_at(self) -> float:
         """When the next batch leaves if it is not full: ``max_delay`` after its oldest item
-        arrived while a batch is in flight; else ``idle_delay`` after that or after the last
-        batch came back, whichever is later (the callers it answered may be about to return),
-        plus up to ``prepare_wait`` while items that would fit are still being prepared."""
+        arrived while a batch is in flight; else when it arrived, but not before ``idle_delay``
+        after the last batch came back (the callers it answered may be about to return), plus up
+        to ``prepare_wait`` while items that would fit are still being prepared."""
         oldest = self._queue[0].enqueued
         if self._in_flight:
             return oldest + self.config.max_delay
-        due = max(oldest, self._idle_since) + self.config.idle_delay
+        due = max(oldest, self._idle_since + self.config.idle_delay)
         if self._preparing and self._queued_rows() < self.config.max_batch_size:
             due += self.config.prepare_wait
         return due

@@ -1071,3 +1071,22 @@ def test_callers_split_into_groups_come_back_together_when_preparation_is_announ
             await batcher.close()
 
     run(body)
+
+
+def test_the_idle_delay_runs_from_the_last_return_not_from_each_arrival() -> None:
+    """A request arriving after the idle delay has passed leaves at once (a lone stream whose
+    decode outlasts the delay pays nothing for it)."""
+
+    async def body() -> None:
+        client = FakeClient()
+        batcher = make_batcher(client, max_in_flight=1, idle_delay=0.2, max_delay=0.5)
+        try:
+            await batcher.submit(item_inputs(0))
+            await asyncio.sleep(0.25)  # past the idle delay after that batch came back
+            started = time.monotonic()
+            assert_own_rows(await batcher.submit(item_inputs(1)), 1, 1)
+            assert time.monotonic() - started < 0.1
+        finally:
+            await batcher.close()
+
+    run(body)
