@@ -92,7 +92,7 @@ def single_stream_check(record: ScenarioRecord) -> Check:
     )
     stream = record.one("api", concurrency=1)
     single = _limit(record, best=False)
-    if stream is None or single is None or not stream.throughput or not single.throughput:
+    if stream is None or single is None or stream.throughput is None or not single.throughput:
         missing = ", ".join(
             label for label, m in (("1 stream", stream), ("limit batch 1", single)) if m is None
         )

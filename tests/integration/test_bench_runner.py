@@ -115,11 +115,22 @@ def test_streams_measure_every_stream_count_against_the_limit(report: dict[str, 
         assert result["processed"] + result["dropped"] == result["sent"]
         assert result["server_latency"]["p50_ms"] <= result["latency"]["p50_ms"]
         assert set(m["cpu"]) >= {"generator", "api", "triton"}
-    limits = [m for m in scenario["measurements"] if m["series"] == "limit"]
-    for measured in ("before", "after"):  # the reference brackets the streams
-        bracket = [m for m in limits if m["config"].get("measured") == measured]
-        assert bracket and sum(m["config"]["best"] for m in bracket) == 1
-    assert len(limits) == sum(1 for m in limits if m["config"].get("measured"))
+    # The reference brackets the streams of each bar: batch 1 around 1 stream, the larger
+    # batches around 4 streams.
+    order = [
+        f"limit {m['config']['batch_size']} {m['config']['measured']}"
+        if m["series"] == "limit"
+        else f"{m['concurrency']} streams"
+        for m in scenario["measurements"]
+    ]
+    assert order == [
+        "limit 1 before",
+        "1 streams",
+        "limit 1 after",
+        *(f"limit {b} before" for b in (2, 4, 8)),
+        "4 streams",
+        *(f"limit {b} after" for b in (2, 4, 8)),
+    ]
     checks = scenario["checks"]
     assert [c["name"] for c in checks] == [
         "one stream vs the single-image model",

@@ -188,12 +188,15 @@ def test_streams_plan_brackets_the_stream_counts_with_the_limit(tmp_path: Path) 
     session = session_for(tmp_path)
     record = SCENARIOS["streams"].new_record()
     labels = [step.label for step in SCENARIOS["streams"].plan(session, record)]
+    # Each bar's reference right before and after its own streams; 2 streams come last.
     assert labels == [
-        "streams · limit (in-process ONNX Runtime, before)",
+        "streams · limit (in-process ONNX Runtime, batch 1, before)",
         "streams · 1 × 24 fps",
-        "streams · 2 × 24 fps",
+        "streams · limit (in-process ONNX Runtime, batch 1, after)",
+        "streams · limit (in-process ONNX Runtime, batch 2/4/8, before)",
         "streams · 4 × 24 fps",
-        "streams · limit (in-process ONNX Runtime, after)",
+        "streams · limit (in-process ONNX Runtime, batch 2/4/8, after)",
+        "streams · 2 × 24 fps",
     ]
     assert record.skipped == []
 
