@@ -112,10 +112,11 @@ class OrtModel:
         options.intra_op_num_threads = intra_op_threads  # 0: ONNX Runtime's default (all cores)
         options.inter_op_num_threads = inter_op_threads
         # Pool threads spin while waiting for work (ONNX Runtime's default). Measured with the
-        # streams benchmark: one camera stream through Triton reached 97-107 % of the in-process
-        # single-image rate with spinning (3 runs) and 83-97 % without (6 runs), while Triton
-        # used 1.87 instead of 1.6 cores; four streams (batch 4) and in-process batch-4 calls
-        # showed no difference. Single-threaded models (text) have no pool to spin.
+        # streams benchmark: one camera stream through Triton reached 107, 97, 99 and 85 % of the
+        # in-process single-image rate with spinning and 95, 86, 83, 97, 87 and 86 % without,
+        # while Triton used 1.87 instead of 1.6 cores; four streams (batch 4) and interleaved
+        # in-process batch-4 calls showed no difference. Single-threaded models (text) have no
+        # pool to spin.
         self.session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=list(providers)
         )
