@@ -70,6 +70,12 @@ def api_command(settings: Settings) -> list[str]:
     return [sys.executable, "-m", "gunicorn", f"--config={GUNICORN_CONFIG}"]
 
 
+def ready_message(base_url: str, docs: bool) -> str:
+    """What ``serve`` prints once the API answers; the docs URL only when the docs are served."""
+    where = f"{base_url}  (docs {base_url}/docs)" if docs else base_url
+    return f"TritonGate API ready: {where}; Ctrl-C stops"
+
+
 def prepare_metrics_dir(directory: Path) -> Path:
     """Create the multiprocess metrics directory and remove the metric files of earlier runs
     (only ``*.db`` files: the directory may be one an operator chose)."""
@@ -144,7 +150,7 @@ def serve(settings: Settings, log: Callable[[str], None] = print) -> int:
         base_url = f"http://{_client_host(settings.host)}:{settings.port}"
         api = subprocess.Popen(api_command(settings), env=env, cwd=Path.cwd())
         wait_until_ready(base_url, api, READY_TIMEOUT_SECONDS)
-        log(f"TritonGate API ready: {base_url}  (docs {base_url}/docs); Ctrl-C stops")
+        log(ready_message(base_url, settings.docs_available))
         return _supervise(api, triton, log)
     except (KeyboardInterrupt, _Stop):
         log("stopping…")
