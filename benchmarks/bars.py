@@ -3,9 +3,16 @@
 Streams, against the model alone measured in the same run (the limit baseline, in-process ONNX
 Runtime): one stream at 24 fps is processed at ≥ 90 % of the model's single-image rate, with a
 p95 frame latency (client round trip) ≤ 2× the single-image model latency (the batch-1 call's
-p50); four streams together reach ≥ 90 % of the best batched throughput. When the limit was
-measured before and after the streams, the reference is the mean of the two (see
-:class:`benchmarks.scenarios.Streams`); the best batch size is the one with the best mean.
+p50); four streams together reach ≥ 90 % of the best batched throughput.
+
+The scenario measures in rounds (:class:`benchmarks.scenarios.Streams`): the reference, then the
+streams, again and again. A round is *quiet* when the hypervisor took at most
+:data:`STOLEN_SHARE_LIMIT` of the machine's CPU during each of its measurements (steal time,
+:mod:`benchmarks.cpu_usage`); the bars use the quiet rounds when there are at least
+:data:`MIN_QUIET_ROUNDS`, and are ``UNSTABLE`` when there are fewer (the machine was not the
+same from one measurement to the next: the figures over every round are in the detail, but no
+verdict). Where the kernel does not report steal time every round is used. Each figure is the
+mean over the rounds used; the best batch size is the one with the best mean.
 
 Cache: a hit costs at most 30 % of a miss's server time (``X-Process-Time``) at p50, at every
 concurrency measured, and ``X-Cache`` confirms that the hits were hits and the misses misses.
@@ -13,76 +20,169 @@ concurrency measured, and ``X-Cache`` confirms that the hits were hits and the m
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from benchmarks.records import Check, Measurement, ScenarioRecord
+from benchmarks.cpu_usage import STOLEN
+from benchmarks.records import Check, CheckStatus, Measurement, ScenarioRecord
 
 STREAM_RATE_SHARE: Final = 0.9
 STREAM_LATENCY_FACTOR: Final = 2.0
 BATCHED_SHARE: Final = 0.9
 BAR_STREAMS: Final = 4
 CACHE_HIT_SHARE: Final = 0.3
+# A round is quiet when the hypervisor took at most this share of the machine's cores during
+# each of its measurements. Seen on the reports' machines: 0-1 % when quiet, 5-30 % otherwise.
+STOLEN_SHARE_LIMIT: Final = 0.02
+MIN_QUIET_ROUNDS: Final = 2
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _which(parts: Sequence[Measurement]) -> str:
+    """E.g. ``rounds 1, 2 and 4``, or ``3 measurements`` when they have no round."""
+    rounds = [m.config.get("round") for m in parts]
+    if all(isinstance(r, int) for r in rounds):
+        names = [str(r) for r in rounds]
+        listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return f"round{'s' if len(names) > 1 else ''} {listed}"
+    return f"{len(parts)} measurements"
 
 
 @dataclass(frozen=True)
 class Reference:
-    """The model alone, as the bars compare against it: the mean of its measurements."""
+    """A figure as the bars use it: the mean of its measurements (one per round used)."""
 
-    parts: tuple[Measurement, ...]  # one per time it was measured (before / after the streams)
+    parts: tuple[Measurement, ...]
 
     @property
     def throughput(self) -> float:
-        return sum(m.throughput or 0.0 for m in self.parts) / len(self.parts)
+        return _mean([m.throughput or 0.0 for m in self.parts])
 
     def latency(self, percentile: str) -> float | None:
         values = [m.latency(percentile) for m in self.parts]
         known = [v for v in values if v is not None]
-        return sum(known) / len(known) if len(known) == len(values) else None
+        return _mean(known) if known and len(known) == len(values) else None
+
+    def worst_latency(self, percentile: str) -> float | None:
+        values = [m.latency(percentile) for m in self.parts]
+        known = [v for v in values if v is not None]
+        return max(known) if known and len(known) == len(values) else None
 
     @property
     def batch_sizes(self) -> str:
         return " and ".join(dict.fromkeys(str(m.config.get("batch_size")) for m in self.parts))
 
     def describe(self, unit: str) -> str:
-        """E.g. ``4.02 images/s (mean of 4.10 before and 3.94 after the streams)``."""
+        """E.g. ``4.02 images/s (mean of rounds 1, 2 and 4: 4.10, 3.94, 4.02)``."""
         text = f"{self.throughput:.2f} {unit}"
         if len(self.parts) > 1:
-            each = " and ".join(
-                f"{m.throughput or 0.0:.2f} {m.config.get('measured', '')}".rstrip()
-                for m in self.parts
-            )
-            text += f" (mean of {each} the streams)"
+            each = ", ".join(f"{m.throughput or 0.0:.2f}" for m in self.parts)
+            text += f" (mean of {_which(self.parts)}: {each})"
         return text
 
 
-def _limit(record: ScenarioRecord, *, best: bool) -> Reference | None:
-    """Batch 1, or the best batch size, of every time the limit was measured.
+@dataclass(frozen=True)
+class Round:
+    """One stream measurement and the reference measured in the same round."""
 
-    The best batch size is the one with the highest mean over those times, and the reference is
-    that one size's measurements. (Taking each time's own best instead picks the luckiest of
-    several noisy figures twice: on a machine whose speed drifts by 10 % or more, batch 4 and
-    batch 8 trade places from one minute to the next, and the maximum reads high.)
-    """
-    limits = [m for m in record.find("limit") if m.ok and m.throughput]
-    if not best:
-        parts = [m for m in limits if m.config.get("batch_size") == 1]
+    streams: Measurement
+    limits: tuple[Measurement, ...]
+
+    def stolen_share(self, cores: int) -> float | None:
+        """The most the hypervisor took in any of the round's measurements, as a share of the
+        machine's cores; ``None`` when a measurement does not know."""
+        stolen = [m.cpu.get(STOLEN) for m in (self.streams, *self.limits)]
+        known = [s for s in stolen if s is not None]
+        return max(known) / cores if known and len(known) == len(stolen) else None
+
+
+@dataclass(frozen=True)
+class RoundsUsed:
+    """The rounds a bar is decided on, out of those measured."""
+
+    used: tuple[Round, ...]
+    measured: tuple[Round, ...]
+    quiet: bool | None  # True: the quiet ones; False: too few quiet; None: steal not known
+
+    @property
+    def streams(self) -> Reference:
+        return Reference(tuple(r.streams for r in self.used))
+
+    def limit(self, batch_size: int) -> Reference | None:
+        parts = [m for r in self.used for m in r.limits if m.config.get("batch_size") == batch_size]
         return Reference(tuple(parts)) if parts else None
-    by_size: dict[object, list[Measurement]] = {}
-    for m in limits:
-        by_size.setdefault(m.config.get("batch_size"), []).append(m)
-    if not by_size:
-        return None
-    chosen = max(by_size.values(), key=lambda parts: Reference(tuple(parts)).throughput)
-    return Reference(tuple(chosen))
+
+    def best_limit(self) -> Reference | None:
+        """The batch size with the best mean over the rounds used (not each round's best: on a
+        machine whose speed drifts, batch sizes trade places and the maximum reads high)."""
+        sizes = dict.fromkeys(m.config.get("batch_size") for r in self.used for m in r.limits)
+        references = [ref for size in sizes if (ref := self.limit(size)) is not None]  # type: ignore[arg-type]
+        return max(references, key=lambda ref: ref.throughput, default=None)
+
+    def status(self, passed: bool) -> CheckStatus:
+        """``UNSTABLE`` when too few rounds were quiet, else what the figures say."""
+        if self.quiet is False:
+            return "UNSTABLE"
+        return "PASS" if passed else "FAIL"
+
+    def describe(self, cores: int) -> str:
+        shares = [r.stolen_share(cores) for r in self.measured]
+        if self.quiet is None:
+            return f"{len(self.measured)} round(s); steal time not known here"
+        stolen = ", ".join(f"{s:.0%}" for s in shares if s is not None)
+        if self.quiet:
+            return (
+                f"{len(self.used)} quiet round(s) of {len(self.measured)} (CPU taken by the "
+                f"hypervisor per round: {stolen}; quiet: ≤ {STOLEN_SHARE_LIMIT:.0%})"
+            )
+        return (
+            f"UNSTABLE machine: fewer than {MIN_QUIET_ROUNDS} of {len(self.measured)} rounds "
+            f"were quiet (CPU taken by the hypervisor per round: {stolen}; quiet: ≤ "
+            f"{STOLEN_SHARE_LIMIT:.0%}); figures over every round, no verdict"
+        )
 
 
-def _server_p95(m: Measurement) -> float | None:
-    value = m.result.get("server_latency", {}).get("p95_ms")
-    return None if value is None else float(value)
+def stream_rounds(record: ScenarioRecord, streams: int, *, single: bool) -> list[Round]:
+    """Each successful measurement of ``streams`` streams with the reference of its round
+    (batch 1 when ``single``, the larger batches otherwise); rounds with no reference are left
+    out. Measurements without a round number form one round."""
+    limits = [
+        m
+        for m in record.find("limit")
+        if m.ok and m.throughput and (m.config.get("batch_size") == 1) == single
+    ]
+    rounds = []
+    for measurement in record.find("api", concurrency=streams):
+        if not measurement.ok or measurement.throughput is None:
+            continue
+        number = measurement.config.get("round")
+        mine = tuple(m for m in limits if m.config.get("round") == number)
+        if mine:
+            rounds.append(Round(measurement, mine))
+    return rounds
 
 
-def single_stream_check(record: ScenarioRecord) -> Check:
+def rounds_used(rounds: Sequence[Round], cores: int) -> RoundsUsed:
+    """The quiet rounds when there are enough, else every round (see the module)."""
+    shares = [r.stolen_share(cores) for r in rounds]
+    if any(s is None for s in shares):
+        return RoundsUsed(tuple(rounds), tuple(rounds), None)
+    quiet = tuple(r for r, s in zip(rounds, shares, strict=True) if s <= STOLEN_SHARE_LIMIT)  # type: ignore[operator]
+    if len(quiet) >= MIN_QUIET_ROUNDS or len(quiet) == len(rounds):
+        return RoundsUsed(quiet, tuple(rounds), True)
+    return RoundsUsed(tuple(rounds), tuple(rounds), False)
+
+
+def _cores(cores: int | None) -> int:
+    return cores or os.cpu_count() or 1
+
+
+def single_stream_check(record: ScenarioRecord, cores: int | None = None) -> Check:
     """One stream at 24 fps: ≥ 90 % of the single-image rate, p95 ≤ 2× its latency."""
     name = "one stream vs the single-image model"
     bar = (
@@ -90,31 +190,34 @@ def single_stream_check(record: ScenarioRecord) -> Check:
         "single-image rate measured in-process in the same run, with p95 frame latency ≤ "
         f"{STREAM_LATENCY_FACTOR:g}× the single-image model latency"
     )
-    stream = record.one("api", concurrency=1)
-    single = _limit(record, best=False)
-    if stream is None or single is None or stream.throughput is None or not single.throughput:
-        missing = ", ".join(
-            label for label, m in (("1 stream", stream), ("limit batch 1", single)) if m is None
-        )
-        return Check(name, bar, "NOT MEASURED", f"not measured: {missing or 'no results'}")
+    rounds = stream_rounds(record, 1, single=True)
+    if not rounds:
+        missing = "1 stream" if record.one("api", concurrency=1) is None else "limit batch 1"
+        return Check(name, bar, "NOT MEASURED", f"not measured: {missing}")
+    machine = _cores(cores)
+    used = rounds_used(rounds, machine)
+    stream, single = used.streams, used.limit(1)
+    assert single is not None  # every round has batch 1
     model_ms = single.latency("p50")
-    p95 = stream.latency("p95")
+    p95 = stream.worst_latency("p95")
+    server_p95 = max((_server_p95(m) or 0.0 for m in stream.parts), default=0.0)
     share = stream.throughput / single.throughput
     factor = p95 / model_ms if p95 is not None and model_ms else None
     passed = share >= STREAM_RATE_SHARE and factor is not None and factor <= STREAM_LATENCY_FACTOR
-    server_p95 = _server_p95(stream)
+    dropped = sum(int(m.result.get("dropped") or 0) for m in stream.parts)
+    sent = sum(int(m.result.get("sent") or 0) for m in stream.parts)
     detail = (
-        f"1 stream processed {stream.throughput:.2f} fps vs the model's single-image "
+        f"1 stream processed {stream.describe('fps')} vs the model's single-image "
         f"{single.describe('images/s')} = {share:.0%} (bar ≥ {STREAM_RATE_SHARE:.0%}); p95 "
-        f"frame latency (client round trip) {p95:.0f} ms vs the single-image latency (batch-1 "
-        f"call p50) {model_ms:.0f} ms = {factor:.2f}× (bar ≤ {STREAM_LATENCY_FACTOR:g}×); "
-        f"server-side p95 {server_p95:.0f} ms; dropped {stream.result.get('dropped')} of "
-        f"{stream.result.get('sent')} frames sent"
+        f"frame latency (client round trip, worst round) {p95 or 0:.0f} ms vs the single-image "
+        f"latency (batch-1 call p50) {model_ms or 0:.0f} ms = {factor or 0:.2f}× (bar ≤ "
+        f"{STREAM_LATENCY_FACTOR:g}×); server-side p95 {server_p95:.0f} ms; dropped {dropped} "
+        f"of {sent} frames sent; {used.describe(machine)}"
     )
     return Check(
         name,
         bar,
-        "PASS" if passed else "FAIL",
+        used.status(passed),
         detail,
         {
             "stream_fps": stream.throughput,
@@ -124,39 +227,56 @@ def single_stream_check(record: ScenarioRecord) -> Check:
             "server_p95_ms": server_p95,
             "single_image_ms": model_ms,
             "latency_factor": factor,
+            "rounds_used": float(len(used.used)),
+            "rounds_measured": float(len(used.measured)),
         },
     )
 
 
-def four_streams_check(record: ScenarioRecord) -> Check:
+def _server_p95(m: Measurement) -> float | None:
+    value = m.result.get("server_latency", {}).get("p95_ms")
+    return None if value is None else float(value)
+
+
+def four_streams_check(record: ScenarioRecord, cores: int | None = None) -> Check:
     """Four streams together: ≥ 90 % of the in-process batched throughput."""
     name = f"{BAR_STREAMS} streams vs the batched model"
     bar = (
         f"{BAR_STREAMS} streams together reach ≥ {BATCHED_SHARE:.0%} of the in-process batched "
         "throughput"
     )
-    streams = record.one("api", concurrency=BAR_STREAMS)
-    best = _limit(record, best=True)
-    if streams is None or best is None or not best.throughput:
-        missing = ", ".join(
-            label
-            for label, m in ((f"{BAR_STREAMS} streams", streams), ("limit", best))
-            if m is None
+    rounds = stream_rounds(record, BAR_STREAMS, single=False)
+    if not rounds:
+        missing = (
+            f"{BAR_STREAMS} streams"
+            if record.one("api", concurrency=BAR_STREAMS) is None
+            else "limit (batched)"
         )
-        return Check(name, bar, "NOT MEASURED", f"not measured: {missing or 'no results'}")
-    total = streams.throughput or 0.0
-    share = total / best.throughput
+        return Check(name, bar, "NOT MEASURED", f"not measured: {missing}")
+    machine = _cores(cores)
+    used = rounds_used(rounds, machine)
+    streams, best = used.streams, used.best_limit()
+    if best is None or not best.throughput:
+        return Check(name, bar, "NOT MEASURED", "not measured: limit (batched)")
+    share = streams.throughput / best.throughput
     detail = (
-        f"{BAR_STREAMS} streams processed {total:.2f} fps in total vs the model's best batched "
-        f"{best.describe('images/s')} (batch {best.batch_sizes}) = {share:.0%} "
-        f"(bar ≥ {BATCHED_SHARE:.0%}); p95 frame latency {streams.latency('p95') or 0:.0f} ms"
+        f"{BAR_STREAMS} streams processed {streams.describe('fps')} in total vs the model's "
+        f"best batched {best.describe('images/s')} (batch {best.batch_sizes}) = {share:.0%} "
+        f"(bar ≥ {BATCHED_SHARE:.0%}); p95 frame latency (worst round) "
+        f"{streams.worst_latency('p95') or 0:.0f} ms; {used.describe(machine)}"
     )
     return Check(
         name,
         bar,
-        "PASS" if share >= BATCHED_SHARE else "FAIL",
+        used.status(share >= BATCHED_SHARE),
         detail,
-        {"streams_fps": total, "batched_per_s": best.throughput, "share": share},
+        {
+            "streams_fps": streams.throughput,
+            "batched_per_s": best.throughput,
+            "share": share,
+            "rounds_used": float(len(used.used)),
+            "rounds_measured": float(len(used.measured)),
+        },
     )
 
 

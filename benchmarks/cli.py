@@ -1,7 +1,7 @@
 """``tritongate bench``: the benchmark runner's command line (mounted by ``serving/cli.py``).
 
     tritongate bench [--scenario text|detection|streams|cache|batching|all] [--duration S]
-                     [--warmup S] [--concurrency 1,4,16] [--rate R,R] [--workers N]
+                     [--warmup S] [--concurrency 1,4,16] [--rate R,R] [--rounds N] [--workers N]
                      [--url URL [--api-key KEY]] [--triton-url HOST:PORT] ...
     tritongate bench compare A B [--output FILE]
     tritongate bench render DIR
@@ -67,6 +67,14 @@ def bench(
         typer.Option(
             help="Open-loop rates (req/s) for the batching scenario; default: "
             "25%, 50% and 75% of the measured capacity."
+        ),
+    ] = None,
+    rounds: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Rounds of the streams scenario: each bar's reference and its streams "
+            "alternate this many times (default 4).",
         ),
     ] = None,
     workers: Annotated[
@@ -139,6 +147,7 @@ def bench(
         warmup=warmup,
         concurrency=_numbers(concurrency, int, "--concurrency"),
         rates=_numbers(rate, float, "--rate"),
+        rounds=rounds,
         workers=workers,
         url=url,
         api_key=api_key,

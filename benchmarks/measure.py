@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks import loadgen, ws_streams
 from benchmarks.baselines import triton_direct
 from benchmarks.baselines.limit import LimitResult
-from benchmarks.cpu_usage import GENERATOR, CpuMeter
+from benchmarks.cpu_usage import GENERATOR, STOLEN, CpuMeter
 from benchmarks.payloads import RequestSpec
 from benchmarks.records import Measurement, latency_quantiles
 from benchmarks.results import LoadResult
@@ -213,10 +213,15 @@ def ws_streams_measurement(
 
 
 def limit_measurements(point: Point, limit: LimitResult) -> list[Measurement]:
-    """One in-process measurement per batch size; ``config`` says which is batch 1 and best."""
+    """One in-process measurement per batch size; ``config`` says which is batch 1 and best.
+
+    ``cpu`` holds only the cores the hypervisor took away (``stolen``), when known: the model is
+    the only thing running.
+    """
     best = limit.best.batch_size
     measurements = []
     for figures in limit.batches:
+        stolen = figures.figures.stolen_cores
         result = figures.to_dict() | {
             "model": limit.model,
             "version": limit.version,
@@ -233,6 +238,7 @@ def limit_measurements(point: Point, limit: LimitResult) -> list[Measurement]:
                 config=dict(point.config or {})
                 | {"batch_size": figures.batch_size, "best": figures.batch_size == best},
                 result=result,
+                cpu={} if stolen is None else {STOLEN: stolen},
             )
         )
     return measurements

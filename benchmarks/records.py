@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 Mode = Literal["closed", "open", "in-process"]
-CheckStatus = Literal["PASS", "FAIL", "NOT MEASURED"]
+CheckStatus = Literal["PASS", "FAIL", "UNSTABLE", "NOT MEASURED"]
 
 # The latency distribution kept in reports: every whole percentile and the 99.9th, ascending.
 QUANTILES: Final = (*range(100), 99.9, 100)

@@ -71,6 +71,7 @@ class BenchOptions:
     warmup: float | None = None
     concurrency: tuple[int, ...] | None = None
     rates: tuple[float, ...] | None = None
+    rounds: int | None = None
     workers: int = 1
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
@@ -103,6 +104,7 @@ class BenchOptions:
             "warmup_s": self.warmup,
             "concurrency": None if self.concurrency is None else list(self.concurrency),
             "rates": None if self.rates is None else list(self.rates),
+            "rounds": self.rounds,
             "workers": self.workers,
             "url": self.url,
             "api_key": "set (redacted)" if self.api_key else None,
@@ -285,7 +287,9 @@ def _session(options: BenchOptions, stack: Stack, work_dir: Path) -> Session:
         repository=options.repository,
         config_name=options.config_name,
         default_api=default_api_config(),
-        overrides=Overrides(options.duration, options.warmup, options.concurrency, options.rates),
+        overrides=Overrides(
+            options.duration, options.warmup, options.concurrency, options.rates, options.rounds
+        ),
         load_texts=lambda: newsgroups_texts(export_data_home(options.repository)),
         load_images=lambda: detection_images(options.images_dir, work_dir / "inputs"),
         api_headers=options.auth_headers(),

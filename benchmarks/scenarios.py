@@ -123,11 +123,11 @@ def limit_step(
     window: Window,
     tensors: Callable[[Session], Tensors],
     preprocess: Callable[[Session], Callable[[int], object] | None],
-    measured: str | None = None,
+    round_number: int | None = None,
 ) -> Step:
     """The limit baseline of ``model_name`` (in-process ONNX Runtime) at each batch size;
-    ``measured`` ("before" / "after" the scenario's other points) when it is measured twice."""
-    config = {"measured": measured} if measured else None
+    ``round_number`` when it alternates with the scenario's other points (streams)."""
+    config = {"round": round_number} if round_number is not None else None
     point = Point(key, "limit", SERIES_LABELS["limit"], config)
 
     def run(session: Session) -> list[Measurement]:
@@ -147,7 +147,7 @@ def limit_step(
             return [failed(point, error, mode="in-process")]
         return limit_measurements(point, limit)
 
-    when = f", batch {'/'.join(map(str, batches))}, {measured}" if measured else ""
+    when = f", batch {'/'.join(map(str, batches))}, round {round_number}" if config else ""
     name = f"{key} · limit (in-process ONNX Runtime{when})"
     return Step(name, len(batches) * window.seconds, run)
 
@@ -546,12 +546,13 @@ class Batching(Scenario):
 class Streams(Scenario):
     """Camera streams over the WebSocket endpoint against the model alone.
 
-    The bars are shares of the limit baseline (YOLOS in-process), measured in the same run right
-    before and right after the streams each bar is about: batch 1 around the single stream, the
-    larger batches around the 4 streams (other stream counts come last, unbracketed). A shared
-    machine's speed drifts by as much as the bars' margin within a minute, so the reference is
-    measured as close to its streams as possible and the bars use the mean of the two (the report
-    shows both).
+    The bars are shares of the limit baseline (YOLOS in-process) measured in the same run, in
+    rounds: each round measures the reference (batch 1 for the single stream, batches 2, 4 and 8
+    for the 4 streams) and then the streams, and the rounds repeat. The machines these reports
+    come from lose up to 30 % of their CPU to other guests for tens of seconds at a time (steal
+    time), so a reference measured a minute away from its streams may have run on a different
+    machine, in effect. The bars (:mod:`benchmarks.bars`) use the rounds in which the hypervisor
+    took (almost) nothing; other stream counts come last, once.
     """
 
     key = "streams"
@@ -561,24 +562,26 @@ class Streams(Scenario):
         "WebSocket /object-detection: 1, 2 and 4 concurrent streams, each sending the shared "
         "photos as 640 × 480 JPEG camera frames (quality 85, like the page) at 24 fps, open loop "
         "(a frame is sent on schedule whatever the replies); the server keeps only the newest "
-        "waiting frame of a stream. The limit is the model alone (in-process ONNX Runtime)."
+        "waiting frame of a stream. The limit is the model alone (in-process ONNX Runtime), "
+        "measured in rounds alternating with the streams of each bar."
     )
     view = "streams"
-    # 20 s: with 4 streams a batch takes over a second here, and a 10 s window holds so few
-    # batches that one more or less moves the rate by 10 %.
-    window = Window(duration=20.0, warmup=3.0)
+    # A stream's rate runs from its first result in the window to its last (benchmarks/
+    # ws_streams.py), so 10 s holds enough batch cycles (about 1.3 s each with 4 streams).
+    window = Window(duration=10.0, warmup=2.0)
     model = YOLOS.name
     streams = (1, 2, 4)
     fps = 24.0
+    rounds = 4
     limit_batches = (1, 2, 4, 8)
-    limit_seconds = (8.0, 1.0)  # batch 8 takes 1.5 to 3 s a call here: 4 s held one or two
+    limit_seconds = (4.0, 1.0)  # at least three calls are measured: batch 8 takes about 8 s
 
     def plan(self, session: Session, record: ScenarioRecord) -> list[Step]:
         reason = unavailable_reason(session, "limit")
         if reason is not None:
             record.skipped.append(reason)
 
-        def limit(batches: tuple[int, ...], measured: str) -> list[Step]:
+        def limit(batches: tuple[int, ...], round_number: int) -> list[Step]:
             if reason is not None or not batches:
                 return []
             return [
@@ -589,24 +592,26 @@ class Streams(Scenario):
                     limit_window(self.limit_seconds, session),
                     lambda session: session.image_tensors,
                     lambda _session: None,
-                    measured,
+                    round_number,
                 )
             ]
 
         window = session.overrides.window(self.window)
         counts = session.overrides.concurrencies(self.streams)
+        rounds = session.overrides.round_count(self.rounds)
         single = tuple(b for b in self.limit_batches if b == 1)
         batched = tuple(b for b in self.limit_batches if b > 1)
         steps: list[Step] = []
         for n, batches in ((1, single), (BAR_STREAMS, batched)):
             if n in counts:
-                stream = [self._streams_step(n, window)]
-                steps += limit(batches, "before") + stream + limit(batches, "after")
+                for r in range(1, rounds + 1):
+                    steps += [*limit(batches, r), self._streams_step(n, window, r)]
         others = [self._streams_step(n, window) for n in counts if n not in (1, BAR_STREAMS)]
         return steps + others
 
-    def _streams_step(self, streams: int, window: Window) -> Step:
-        point = Point(self.key, "api", f"{streams} stream(s) × {self.fps:g} fps")
+    def _streams_step(self, streams: int, window: Window, round_number: int | None = None) -> Step:
+        config = {"round": round_number} if round_number is not None else None
+        point = Point(self.key, "api", f"{streams} stream(s) × {self.fps:g} fps", config)
 
         def run(session: Session) -> list[Measurement]:
             base = session.stack.api_url(session.default_api)
@@ -629,7 +634,9 @@ class Streams(Scenario):
                 rate=self.fps * streams,
             )
 
-        return Step(f"streams · {streams} × {self.fps:g} fps", window.seconds + 0.5, run)
+        when = f", round {round_number}" if round_number is not None else ""
+        label = f"streams · {streams} × {self.fps:g} fps{when}"
+        return Step(label, window.seconds + 0.5, run)
 
     def checks(self, record: ScenarioRecord) -> list[Check]:
         return [single_stream_check(record), four_streams_check(record)]

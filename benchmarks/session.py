@@ -33,6 +33,7 @@ class Overrides:
     warmup: float | None = None
     concurrency: tuple[int, ...] | None = None
     rates: tuple[float, ...] | None = None
+    rounds: int | None = None
 
     def window(self, default: Window) -> Window:
         return Window(
@@ -42,6 +43,9 @@ class Overrides:
 
     def concurrencies(self, default: tuple[int, ...]) -> tuple[int, ...]:
         return default if self.concurrency is None else self.concurrency
+
+    def round_count(self, default: int) -> int:
+        return default if self.rounds is None else self.rounds
 
 
 @dataclass

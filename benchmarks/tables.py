@@ -197,16 +197,22 @@ def limit_table(record: ScenarioRecord, unit: str) -> Table | None:
     table = Table(
         ["batch", f"{unit}/s", "call p50 ms", "call p99 ms", "best", "API best req/s ÷ this"]
     )
-    order = {None: 0, "before": 0, "after": 1}
 
-    def position(m: Measurement) -> tuple[int, int]:
-        return order.get(m.config.get("measured"), 2), m.config.get("batch_size", 0)
+    def position(m: Measurement) -> tuple[int, int, int]:
+        # Reports before 2026-12-03 measured the limit "before" and "after" the streams.
+        when = {"before": 0, "after": 1}.get(m.config.get("measured"), 0)
+        return m.config.get("round") or 0, when, m.config.get("batch_size", 0)
+
+    def when(m: Measurement) -> str:
+        if m.config.get("round") is not None:
+            return f" (round {m.config['round']})"
+        measured = m.config.get("measured")
+        return f" ({measured} the streams)" if measured else ""
 
     for m in sorted(limits, key=position):
-        when = m.config.get("measured")
         table.rows.append(
             [
-                f"{m.config.get('batch_size')}" + (f" ({when} the streams)" if when else ""),
+                f"{m.config.get('batch_size')}{when(m)}",
                 rps(m.throughput),
                 ms(m.latency("p50")),
                 ms(m.latency("p99")),

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
+from benchmarks.cpu_usage import StealMeter
 from benchmarks.stats import LatencySummary, summarize_seconds
 from serving.model_config import config_path, load_model_config
 from serving.model_repository import MODEL_FILENAME, model_versions
@@ -32,14 +33,21 @@ Feeds = Mapping[str, np.ndarray]
 
 @dataclass(frozen=True)
 class CallFigures:
-    """Back-to-back calls of one kind: how many, over how long, and their latency."""
+    """Back-to-back calls of one kind: how many, over how long, their latency, and the cores
+    the hypervisor took away meanwhile (``None``: not known here)."""
 
     calls: int
     seconds: float
     latency: LatencySummary
+    stolen_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"calls": self.calls, "seconds": self.seconds, "latency": self.latency.to_dict()}
+        return {
+            "calls": self.calls,
+            "seconds": self.seconds,
+            "latency": self.latency.to_dict(),
+            "stolen_cores": self.stolen_cores,
+        }
 
 
 @dataclass(frozen=True)
@@ -104,13 +112,16 @@ def measure_calls(call: Callable[[int], object], *, duration: float, warmup: flo
         if time.perf_counter() >= warm_until:
             break
     latencies: list[float] = []
+    steal = StealMeter()
+    steal.start()
     started = time.perf_counter()
     while len(latencies) < 3 or time.perf_counter() - started < duration:
         sent = time.perf_counter()
         call(index)
         latencies.append(time.perf_counter() - sent)
         index += 1
-    return CallFigures(len(latencies), time.perf_counter() - started, summarize_seconds(latencies))
+    elapsed = time.perf_counter() - started
+    return CallFigures(len(latencies), elapsed, summarize_seconds(latencies), steal.stop())
 
 
 def load_model_config_dict(repository: Path, model: str, config_name: str | None) -> dict[str, Any]:
