@@ -22,8 +22,15 @@ def stream_errors(m: Measurement) -> str:
 
 def _streams(record: ScenarioRecord) -> list[Measurement]:
     return sorted(
-        (m for m in record.find("api") if m.ok), key=lambda m: (m.concurrency or 0, m.label)
+        (m for m in record.find("api") if m.ok),
+        key=lambda m: (m.concurrency or 0, m.config.get("round") or 0, m.label),
     )
+
+
+def _streams_cell(m: Measurement) -> str:
+    """``4``, or ``4 (round 2)`` when measured in rounds."""
+    number = m.config.get("round")
+    return f"{m.concurrency}" + (f" (round {number})" if number is not None else "")
 
 
 def streams_table(record: ScenarioRecord) -> Table:
@@ -47,7 +54,7 @@ def streams_table(record: ScenarioRecord) -> Table:
         server = r.get("server_latency")
         table.rows.append(
             [
-                str(m.concurrency),
+                _streams_cell(m),
                 rps(m.rate),
                 f"{m.throughput or 0:.2f}",
                 per,
@@ -79,7 +86,7 @@ def per_stream_table(record: ScenarioRecord) -> Table:
             latency, server = s.get("latency"), s.get("server_latency")
             table.rows.append(
                 [
-                    str(m.concurrency),
+                    _streams_cell(m),
                     str(s["stream"]),
                     str(s["sent"]),
                     str(s["processed"]),
@@ -99,10 +106,11 @@ def streams_section(record: ScenarioRecord) -> list[str]:
         lines += [f"- **{c.status}**: {c.bar}. {c.detail}." for c in record.checks]
         lines.append("")
     lines += [
-        "**Streams** (processed fps: results received per second of the window, from the end of "
-        "the warm-up to the planned end; dropped: measured frames sent without a result; round "
-        "trip: from sending frame n to its result; server: the "
-        "result's latency_ms; CPU: cores used in the window, by process)",
+        "**Streams** (processed fps: the sum of the streams' result rates, each from its first "
+        "result after the warm-up to its last before the planned end; dropped: measured frames "
+        "sent without a result; round trip: from sending frame n to its result; server: the "
+        "result's latency_ms; CPU: cores used in the window, by process, and stolen: cores the "
+        "hypervisor gave to other guests)",
         "",
         streams_table(record).markdown(),
         "",
@@ -115,9 +123,9 @@ def streams_section(record: ScenarioRecord) -> list[str]:
     if limit is not None:
         lines += [
             "**Limit: the model alone** (in-process ONNX Runtime, Triton's configuration; "
-            "latency of one call; the last column uses the best processed fps; ★: each time's "
-            "best; measured before and after the streams, the bars use the mean of batch 1 and "
-            "of the batch size with the best mean)",
+            "latency of one call; the last column uses the best processed fps; ★: each round's "
+            "best; measured in rounds with the streams of each bar, the bars use the mean over "
+            "the quiet rounds of batch 1 and of the batch size with the best mean)",
             "",
             limit.markdown(),
             "",
