@@ -74,7 +74,7 @@ def bench(
         typer.Option(
             min=1,
             help="Rounds of the streams scenario: each bar's reference and its streams "
-            "alternate this many times (default 4).",
+            "alternate this many times (default 6).",
         ),
     ] = None,
     workers: Annotated[

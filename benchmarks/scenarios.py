@@ -35,7 +35,7 @@ from typing import ClassVar, Final
 
 from benchmarks import loadgen
 from benchmarks.bars import BAR_STREAMS, cache_check, four_streams_check, single_stream_check
-from benchmarks.baselines.limit import load_model, load_model_config_dict, measure_limit
+from benchmarks.baselines.limit import load_model_config_dict, measure_limit
 from benchmarks.cache_probe import ResponseTally, repeated_bodies, unique_bodies
 from benchmarks.measure import (
     Point,
@@ -132,7 +132,7 @@ def limit_step(
 
     def run(session: Session) -> list[Measurement]:
         try:
-            model, version = load_model(session.repository, model_name, session.config_name)
+            model, version = session.limit_model(model_name)
             limit = measure_limit(
                 model,
                 model_name,
@@ -548,7 +548,8 @@ class Streams(Scenario):
 
     The bars are shares of the limit baseline (YOLOS in-process) measured in the same run, in
     rounds: each round measures the reference (batch 1 for the single stream, batches 2, 4 and 8
-    for the 4 streams) and then the streams, and the rounds repeat. The machines these reports
+    for the 4 streams) and the streams, the reference first in odd rounds and last in even ones,
+    and the rounds repeat. The machines these reports
     come from lose up to 30 % of their CPU to other guests for tens of seconds at a time (steal
     time), so a reference measured a minute away from its streams may have run on a different
     machine, in effect. The bars (:mod:`benchmarks.bars`) use the rounds in which the hypervisor
@@ -567,14 +568,15 @@ class Streams(Scenario):
     )
     view = "streams"
     # A stream's rate runs from its first result in the window to its last (benchmarks/
-    # ws_streams.py), so 10 s holds enough batch cycles (about 1.3 s each with 4 streams).
-    window = Window(duration=10.0, warmup=2.0)
+    # ws_streams.py), so 8 s holds enough batch cycles (about 1.3 s each with 4 streams); more,
+    # shorter rounds average the machine's drift better than fewer long ones.
+    window = Window(duration=8.0, warmup=2.0)
     model = YOLOS.name
     streams = (1, 2, 4)
     fps = 24.0
-    rounds = 4
+    rounds = 6
     limit_batches = (1, 2, 4, 8)
-    limit_seconds = (4.0, 1.0)  # at least three calls are measured: batch 8 takes about 8 s
+    limit_seconds = (3.0, 1.0)  # at least three calls are measured: batch 8 takes about 8 s
 
     def plan(self, session: Session, record: ScenarioRecord) -> list[Step]:
         reason = unavailable_reason(session, "limit")
@@ -605,7 +607,10 @@ class Streams(Scenario):
         for n, batches in ((1, single), (BAR_STREAMS, batched)):
             if n in counts:
                 for r in range(1, rounds + 1):
-                    steps += [*limit(batches, r), self._streams_step(n, window, r)]
+                    pair = [*limit(batches, r), self._streams_step(n, window, r)]
+                    # Odd rounds measure the reference first, even rounds the streams first:
+                    # a drift of the machine's speed across a round then favours neither.
+                    steps += pair if r % 2 else pair[::-1]
         others = [self._streams_step(n, window) for n in counts if n not in (1, BAR_STREAMS)]
         return steps + others
 

@@ -16,11 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.baselines.limit import load_model
 from benchmarks.frames import camera_frames
 from benchmarks.inputs import ImageInputs, TextInputs
 from benchmarks.measure import Window
 from benchmarks.records import ScenarioRecord
 from benchmarks.stack import ApiConfig, Stack
+from serving.ort_runtime import OrtModel
 
 Tensors = list[dict[str, np.ndarray]]
 
@@ -64,6 +66,11 @@ class Session:
     local_repository: bool = True  # the model files are on this machine (limit baseline)
     log: Callable[[str], None] = lambda _message: None
     record: ScenarioRecord | None = None
+    # Models the limit baseline loaded, by name: a scenario measuring the limit several times
+    # (streams, in rounds) measures one warm session, not a fresh one each time.
+    limit_models: dict[tuple[Path, str, str | None], tuple[OrtModel, str]] = field(
+        default_factory=dict
+    )
 
     @property
     def remote(self) -> bool:
@@ -89,6 +96,13 @@ class Session:
     @cached_property
     def image_tensors(self) -> Tensors:
         return self.images.tensors()
+
+    def limit_model(self, name: str) -> tuple[OrtModel, str]:
+        """``name``'s newest version as Triton's configuration describes it, loaded once."""
+        key = (self.repository, name, self.config_name)
+        if key not in self.limit_models:
+            self.limit_models[key] = load_model(self.repository, name, self.config_name)
+        return self.limit_models[key]
 
     def groups(self) -> dict[str, int]:
         """Process groups of the servers running now (for CPU accounting)."""
