@@ -8,11 +8,13 @@ end of a window and reports cores used (CPU seconds per wall-clock second). The 
 process itself is reported as ``generator``. A process that exits inside the window takes its
 CPU time with it, so figures are lower bounds for servers that fork short-lived workers.
 
-On a virtual machine the hypervisor may run other guests on this machine's cores: that time is
-*steal* in ``/proc/stat``. It reached 30 % of the CPU for tens of seconds at a time on the
-machines these reports come from, and a two-threaded forward pass then takes up to twice as
-long. :class:`CpuMeter` reports it as ``stolen`` (cores taken away, machine-wide) beside the
-groups, so that a slow figure can be told apart from a slow machine.
+Two things outside the benchmark can slow what it measures, and :class:`CpuMeter` reports both
+beside the groups (machine-wide, from ``/proc/stat``), so that a slow figure can be told apart
+from a slow machine: ``stolen``, the cores the hypervisor gave to other guests (*steal* time: it
+reached 30 % of the CPU for tens of seconds at a time on the machines these reports come from,
+and a two-threaded forward pass then took up to twice as long), and ``other``, the cores used
+by every process that is neither a server under test nor the benchmark (a build, a test run,
+a database's background work).
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 GENERATOR: Final = "generator"
 STOLEN: Final = "stolen"
+OTHER: Final = "other"
 _TICKS_PER_SECOND: Final = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -48,40 +52,65 @@ def group_cpu_seconds(pgids: Mapping[str, int], proc: Path = Path("/proc")) -> d
     return totals
 
 
-def stolen_cpu_seconds(stat: Path = Path("/proc/stat")) -> float | None:
-    """CPU seconds the hypervisor gave to other guests since boot, all cores together.
+@dataclass(frozen=True)
+class MachineCpu:
+    """Machine-wide CPU seconds since boot, all cores together (``/proc/stat``'s first line)."""
 
-    ``None`` where the kernel does not say (no ``/proc/stat``, or no steal column).
-    """
+    busy: float  # user, nice, system, irq and softirq: what every process and the kernel ran
+    stolen: float  # given by the hypervisor to other guests
+
+
+def machine_cpu_seconds(stat: Path = Path("/proc/stat")) -> MachineCpu | None:
+    """The machine's CPU seconds; ``None`` where the kernel does not say (no ``/proc/stat``,
+    or no steal column)."""
     try:
         fields = stat.read_text().split("\n", 1)[0].split()
     except OSError:
         return None
-    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice"
+    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice" (guest time is
+    # already counted in user and nice)
     if len(fields) < 9 or fields[0] != "cpu":
         return None
-    return int(fields[8]) / _TICKS_PER_SECOND
+    ticks = [int(value) for value in fields[1:9]]
+    busy = ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+    return MachineCpu(busy / _TICKS_PER_SECOND, ticks[7] / _TICKS_PER_SECOND)
 
 
-class StealMeter:
-    """Cores stolen by the hypervisor between :meth:`start` and :meth:`stop` (``None``: unknown)."""
+@dataclass(frozen=True)
+class MachineUse:
+    """Cores used machine-wide over a window: by everything, and taken by the hypervisor."""
+
+    busy: float
+    stolen: float
+
+    def other(self, measured: float) -> float:
+        """Cores used by processes other than those ``measured`` (cores) account for."""
+        return round(max(0.0, self.busy - measured), 3)
+
+
+class MachineMeter:
+    """Machine-wide cores busy and stolen between :meth:`start` and :meth:`stop`."""
 
     def __init__(self, stat: Path = Path("/proc/stat")) -> None:
         self.stat = stat
-        self._started: tuple[float, float | None] | None = None
+        self._started: tuple[float, MachineCpu | None] | None = None
 
     def start(self) -> None:
-        self._started = (time.perf_counter(), stolen_cpu_seconds(self.stat))
+        self._started = (time.perf_counter(), machine_cpu_seconds(self.stat))
 
-    def stop(self) -> float | None:
+    def stop(self) -> MachineUse | None:
+        """``None`` when never started or where the kernel does not tell."""
         if self._started is None:
             return None
-        wall_start, stolen_start = self._started
-        stolen_end = stolen_cpu_seconds(self.stat)
+        wall_start, first = self._started
+        last = machine_cpu_seconds(self.stat)
         wall = time.perf_counter() - wall_start
-        if stolen_start is None or stolen_end is None or wall <= 0:
+        if first is None or last is None or wall <= 0:
             return None
-        return round(max(0.0, stolen_end - stolen_start) / wall, 3)
+        return MachineUse(
+            busy=round(max(0.0, last.busy - first.busy) / wall, 3),
+            stolen=round(max(0.0, last.stolen - first.stolen) / wall, 3),
+        )
 
 
 class CpuMeter:
@@ -95,11 +124,11 @@ class CpuMeter:
         self.pgids = dict(pgids)
         self._started: tuple[float, float, dict[str, float]] | None = None
         self._timer: threading.Timer | None = None
-        self._steal = StealMeter()
+        self._machine = MachineMeter()
 
     def start(self) -> None:
         """Take the starting snapshot now."""
-        self._steal.start()
+        self._machine.start()
         self._started = (time.perf_counter(), time.process_time(), group_cpu_seconds(self.pgids))
 
     def start_at(self, delay: float) -> None:
@@ -112,8 +141,9 @@ class CpuMeter:
         self._timer.start()
 
     def stop(self) -> dict[str, float]:
-        """Cores used since the start by each group and by this process (``generator``), and
-        the cores the hypervisor took away (``stolen``, when the kernel tells).
+        """Cores used since the start by each group and by this process (``generator``); and,
+        when the kernel tells, the cores the hypervisor took away (``stolen``) and those used by
+        every other process on the machine (``other``).
 
         Empty when the window never started (a run shorter than its warm-up).
         """
@@ -129,7 +159,8 @@ class CpuMeter:
         groups_end = group_cpu_seconds(self.pgids)
         used = {name: max(0.0, groups_end[name] - groups_start[name]) / wall for name in self.pgids}
         used[GENERATOR] = (time.process_time() - cpu_start) / wall
-        stolen = self._steal.stop()
-        if stolen is not None:
-            used[STOLEN] = stolen
+        machine = self._machine.stop()
+        if machine is not None:
+            used[OTHER] = machine.other(sum(used.values()))
+            used[STOLEN] = machine.stolen
         return {name: round(cores, 3) for name, cores in used.items()}

@@ -19,7 +19,7 @@ import numpy as np
 from benchmarks import loadgen, ws_streams
 from benchmarks.baselines import triton_direct
 from benchmarks.baselines.limit import LimitResult
-from benchmarks.cpu_usage import GENERATOR, STOLEN, CpuMeter
+from benchmarks.cpu_usage import GENERATOR, OTHER, STOLEN, CpuMeter
 from benchmarks.payloads import RequestSpec
 from benchmarks.records import Measurement, latency_quantiles
 from benchmarks.results import LoadResult
@@ -215,13 +215,14 @@ def ws_streams_measurement(
 def limit_measurements(point: Point, limit: LimitResult) -> list[Measurement]:
     """One in-process measurement per batch size; ``config`` says which is batch 1 and best.
 
-    ``cpu`` holds only the cores the hypervisor took away (``stolen``), when known: the model is
-    the only thing running.
+    ``cpu`` holds only, when known, the cores the hypervisor took away (``stolen``) and those
+    used by processes other than this one (``other``): the model runs here, alone.
     """
     best = limit.best.batch_size
     measurements = []
     for figures in limit.batches:
-        stolen = figures.figures.stolen_cores
+        calls = figures.figures
+        machine = {STOLEN: calls.stolen_cores, OTHER: calls.other_cores}
         result = figures.to_dict() | {
             "model": limit.model,
             "version": limit.version,
@@ -238,7 +239,7 @@ def limit_measurements(point: Point, limit: LimitResult) -> list[Measurement]:
                 config=dict(point.config or {})
                 | {"batch_size": figures.batch_size, "best": figures.batch_size == best},
                 result=result,
-                cpu={} if stolen is None else {STOLEN: stolen},
+                cpu={name: cores for name, cores in machine.items() if cores is not None},
             )
         )
     return measurements

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format
 
-from benchmarks.cpu_usage import StealMeter
+from benchmarks.cpu_usage import MachineMeter
 from benchmarks.stats import LatencySummary, summarize_seconds
 from serving.model_config import config_path, load_model_config
 from serving.model_repository import MODEL_FILENAME, model_versions
@@ -33,13 +33,14 @@ Feeds = Mapping[str, np.ndarray]
 
 @dataclass(frozen=True)
 class CallFigures:
-    """Back-to-back calls of one kind: how many, over how long, their latency, and the cores
-    the hypervisor took away meanwhile (``None``: not known here)."""
+    """Back-to-back calls of one kind: how many, over how long, their latency, and meanwhile
+    the cores the hypervisor took away and those other processes used (``None``: not known)."""
 
     calls: int
     seconds: float
     latency: LatencySummary
     stolen_cores: float | None = None
+    other_cores: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +48,7 @@ class CallFigures:
             "seconds": self.seconds,
             "latency": self.latency.to_dict(),
             "stolen_cores": self.stolen_cores,
+            "other_cores": self.other_cores,
         }
 
 
@@ -112,16 +114,24 @@ def measure_calls(call: Callable[[int], object], *, duration: float, warmup: flo
         if time.perf_counter() >= warm_until:
             break
     latencies: list[float] = []
-    steal = StealMeter()
-    steal.start()
-    started = time.perf_counter()
+    machine = MachineMeter()
+    machine.start()
+    started, cpu_started = time.perf_counter(), time.process_time()
     while len(latencies) < 3 or time.perf_counter() - started < duration:
         sent = time.perf_counter()
         call(index)
         latencies.append(time.perf_counter() - sent)
         index += 1
     elapsed = time.perf_counter() - started
-    return CallFigures(len(latencies), elapsed, summarize_seconds(latencies), steal.stop())
+    own = (time.process_time() - cpu_started) / elapsed
+    use = machine.stop()
+    return CallFigures(
+        len(latencies),
+        elapsed,
+        summarize_seconds(latencies),
+        None if use is None else use.stolen,
+        None if use is None else use.other(own),
+    )
 
 
 def load_model_config_dict(repository: Path, model: str, config_name: str | None) -> dict[str, Any]:

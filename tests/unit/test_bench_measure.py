@@ -8,9 +8,11 @@ that spins.
 from __future__ import annotations
 
 import itertools
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,14 @@ import pytest
 
 from benchmarks import loadgen, tables
 from benchmarks.baselines.limit import make_batches, measure_calls, measure_limit
-from benchmarks.cpu_usage import GENERATOR, CpuMeter, group_cpu_seconds
+from benchmarks.cpu_usage import (
+    GENERATOR,
+    STOLEN,
+    CpuMeter,
+    StealMeter,
+    group_cpu_seconds,
+    stolen_cpu_seconds,
+)
 from benchmarks.measure import Point, Window, failed, http_closed, http_open
 from benchmarks.payloads import get, post_json
 from benchmarks.records import QUANTILES, Measurement
@@ -184,3 +193,46 @@ def test_cpu_meter_without_a_window_reports_nothing() -> None:
     meter = CpuMeter({})
     meter.start_at(10.0)
     assert meter.stop() == {}
+
+
+def _proc_stat(path: Path, steal_ticks: int) -> Path:
+    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice", then per-CPU lines
+    path.write_text(
+        f"cpu  5000 0 900 80000 70 0 40 {steal_ticks} 0 0\n"
+        f"cpu0 2500 0 450 40000 35 0 20 {steal_ticks // 2} 0 0\n"
+    )
+    return path
+
+
+def test_stolen_cpu_seconds_read_the_steal_column(tmp_path: Path) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    assert stolen_cpu_seconds(_proc_stat(tmp_path / "stat", 3 * ticks)) == 3.0
+    (tmp_path / "short").write_text("cpu  1 2 3 4\n")
+    assert stolen_cpu_seconds(tmp_path / "short") is None  # an old kernel: no steal column
+    assert stolen_cpu_seconds(tmp_path / "missing") is None
+
+
+def test_steal_meter_reports_cores_taken_over_the_window(tmp_path: Path) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    stat = _proc_stat(tmp_path / "stat", 0)
+    meter = StealMeter(stat)
+    meter.start()
+    time.sleep(0.5)
+    _proc_stat(stat, ticks // 4)  # 0.25 CPU seconds stolen in about 0.5 s
+    stolen = meter.stop()
+    assert stolen is not None and 0.4 <= stolen <= 0.5
+    assert StealMeter(tmp_path / "missing").stop() is None  # never started
+    unknown = StealMeter(tmp_path / "missing")
+    unknown.start()
+    assert unknown.stop() is None
+
+
+def test_cpu_meter_and_limit_calls_report_stolen_cores_on_linux() -> None:
+    if stolen_cpu_seconds() is None:
+        pytest.skip("this kernel does not report steal time")
+    meter = CpuMeter({})
+    meter.start()
+    time.sleep(0.05)
+    assert 0.0 <= meter.stop()[STOLEN] <= 2.0
+    figures = measure_calls(lambda _i: time.sleep(0.01), duration=0.05, warmup=0.0)
+    assert figures.stolen_cores is not None and figures.to_dict()["stolen_cores"] >= 0.0

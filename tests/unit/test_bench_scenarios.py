@@ -184,21 +184,32 @@ def test_api_config_environment_and_labels() -> None:
     )
 
 
-def test_streams_plan_brackets_the_stream_counts_with_the_limit(tmp_path: Path) -> None:
+def test_streams_plan_alternates_each_bars_reference_with_its_streams(tmp_path: Path) -> None:
     session = session_for(tmp_path)
+    session.overrides.rounds = 3
     record = SCENARIOS["streams"].new_record()
     labels = [step.label for step in SCENARIOS["streams"].plan(session, record)]
-    # Each bar's reference right before and after its own streams; 2 streams come last.
+    # Rounds of the reference and the streams, the reference first in odd rounds and last in
+    # even ones; 2 streams come last, once.
     assert labels == [
-        "streams · limit (in-process ONNX Runtime, batch 1, before)",
-        "streams · 1 × 24 fps",
-        "streams · limit (in-process ONNX Runtime, batch 1, after)",
-        "streams · limit (in-process ONNX Runtime, batch 2/4/8, before)",
-        "streams · 4 × 24 fps",
-        "streams · limit (in-process ONNX Runtime, batch 2/4/8, after)",
+        "streams · limit (in-process ONNX Runtime, batch 1, round 1)",
+        "streams · 1 × 24 fps, round 1",
+        "streams · 1 × 24 fps, round 2",
+        "streams · limit (in-process ONNX Runtime, batch 1, round 2)",
+        "streams · limit (in-process ONNX Runtime, batch 1, round 3)",
+        "streams · 1 × 24 fps, round 3",
+        "streams · limit (in-process ONNX Runtime, batch 2/4/8, round 1)",
+        "streams · 4 × 24 fps, round 1",
+        "streams · 4 × 24 fps, round 2",
+        "streams · limit (in-process ONNX Runtime, batch 2/4/8, round 2)",
+        "streams · limit (in-process ONNX Runtime, batch 2/4/8, round 3)",
+        "streams · 4 × 24 fps, round 3",
         "streams · 2 × 24 fps",
     ]
     assert record.skipped == []
+    session.overrides.rounds = None
+    default = SCENARIOS["streams"].plan(session, SCENARIOS["streams"].new_record())
+    assert sum(step.label.startswith("streams · 4 × 24 fps") for step in default) == 6
 
 
 def test_cache_plan_measures_misses_then_hits_and_needs_a_local_api(tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from benchmarks.bars import cache_check, four_streams_check, single_stream_check
+from benchmarks.cpu_usage import STOLEN
 from benchmarks.records import Measurement, RunRecord, ScenarioRecord
 from benchmarks.report import render_markdown
 from benchmarks.scenarios import SCENARIOS
@@ -103,7 +106,89 @@ def test_stream_bars_not_measured_without_the_limit_or_the_streams() -> None:
     assert four_streams_check(record).status == "NOT MEASURED"
 
 
-def test_stream_bars_use_the_mean_of_the_limit_before_and_after_the_streams() -> None:
+def in_round(m: Measurement, number: int, stolen: float | None = 0.0) -> Measurement:
+    """``m`` as measured in round ``number`` while the hypervisor took ``stolen`` cores."""
+    m.config["round"] = number
+    if stolen is not None:
+        m.cpu = dict(m.cpu) | {STOLEN: stolen}
+    return m
+
+
+def rounds_record(rounds: list[tuple[float, float, float]], streams: int = 4) -> ScenarioRecord:
+    """One round per ``(stream fps, limit images/s, stolen cores)``; the limit at batch 1 for 1
+    stream, else at batch 4."""
+    record = SCENARIOS["streams"].new_record()
+    batch = 1 if streams == 1 else 4
+    for number, (fps, limit, stolen) in enumerate(rounds, start=1):
+        record.measurements += [
+            in_round(limit_measurement("streams", batch, limit, best=True), number, stolen),
+            in_round(stream_measurement(streams, fps, 1.5 * streams), number, stolen),
+        ]
+    return record
+
+
+def test_stream_bars_are_the_mean_over_the_rounds() -> None:
+    record = rounds_record([(9.0, 10.0, 0.0), (7.0, 8.0, 0.01)])
+    four = four_streams_check(record, cores=2)
+    assert four.status == "FAIL"  # 8.0 / 9.0 = 89 %
+    assert four.values["streams_fps"] == 8.0 and four.values["batched_per_s"] == 9.0
+    assert "8.00 fps (mean of rounds 1 and 2: 9.00, 7.00)" in four.detail
+    assert "9.00 images/s (mean of rounds 1 and 2: 10.00, 8.00)" in four.detail
+    assert "2 quiet round(s) of 2" in four.detail
+
+
+def test_stream_bars_leave_out_rounds_in_which_the_hypervisor_took_the_cpu() -> None:
+    # Round 2's streams ran while other guests had 0.3 of this machine's 2 cores (15 %).
+    record = rounds_record([(9.2, 10.0, 0.0), (5.0, 10.0, 0.3), (9.0, 10.0, 0.02)])
+    four = four_streams_check(record, cores=2)
+    assert four.status == "PASS" and four.values["share"] == pytest.approx(0.91)
+    assert four.values["rounds_used"] == 2 and four.values["rounds_measured"] == 3
+    assert "mean of rounds 1 and 3" in four.detail and "0%, 15%, 1%" in four.detail
+
+
+def test_stream_bars_are_unstable_with_too_few_quiet_rounds() -> None:
+    record = rounds_record([(9.5, 10.0, 0.0), (5.0, 10.0, 0.3), (5.0, 10.0, 0.2)])
+    four = four_streams_check(record, cores=2)
+    assert four.status == "UNSTABLE"  # neither a pass nor a fail: the machine changed
+    assert four.values["rounds_used"] == 3  # figures over every round, for the record
+    assert "UNSTABLE machine: fewer than 2 of 3 rounds were quiet" in four.detail
+    single = single_stream_check(
+        rounds_record([(9.5, 10.0, 0.0), (9.5, 10.0, 0.1)], streams=1), cores=2
+    )
+    assert single.status == "UNSTABLE"
+
+
+def test_stream_bars_use_every_round_where_steal_time_is_not_known() -> None:
+    record = rounds_record([(9.5, 10.0, 0.0), (9.5, 10.0, None)])  # type: ignore[list-item]
+    four = four_streams_check(record, cores=2)
+    assert four.status == "PASS" and four.values["rounds_used"] == 2
+    assert "steal time not known here" in four.detail
+
+
+def test_a_round_is_only_compared_with_its_own_reference() -> None:
+    record = rounds_record([(9.0, 10.0, 0.0)])
+    record.measurements.append(
+        in_round(limit_measurement("streams", 4, 20.0, best=True), 2)  # no streams in round 2
+    )
+    assert four_streams_check(record, cores=2).values["batched_per_s"] == 10.0
+
+
+def test_the_best_batch_is_the_size_with_the_best_mean_not_each_rounds_best() -> None:
+    record = SCENARIOS["streams"].new_record()
+    figures = {(1, 4): 9.0, (1, 8): 10.0, (2, 4): 9.5, (2, 8): 7.0}
+    for (number, batch), rate in figures.items():
+        record.measurements.append(
+            in_round(limit_measurement("streams", batch, rate, best=False), number)
+        )
+    for number in (1, 2):
+        record.measurements.append(in_round(stream_measurement(4, 8.5, 1000.0), number))
+    four = four_streams_check(record, cores=2)
+    assert four.values["batched_per_s"] == 9.25  # batch 4: (9.0 + 9.5) / 2 beats (10 + 7) / 2
+    assert "(batch 4)" in four.detail and "mean of rounds 1 and 2: 9.00, 9.50" in four.detail
+
+
+def test_stream_bars_read_reports_from_before_rounds() -> None:
+    # Reports before 2026-12-03 measured the limit before and after one stream measurement.
     record = streams_record(one_fps=7.5, p95_ms=1.9, four_fps=9.5)
     for m in record.measurements[:2]:
         m.config["measured"] = "before"
@@ -116,25 +201,8 @@ def test_stream_bars_use_the_mean_of_the_limit_before_and_after_the_streams() ->
     record.measurements += after
     single, four = single_stream_check(record), four_streams_check(record)
     assert single.values["single_image_per_s"] == 7.5  # (8.0 + 7.0) / 2
-    assert single.values["rate_share"] == 1.0
-    assert "7.50 images/s (mean of 8.00 before and 7.00 after the streams)" in single.detail
-    # The best batch size by its mean over both times: batch 8 was measured before only, so
-    # its mean (10.0) beats batch 4's (9.0); the reference is batch 8's measurements.
-    assert four.values["batched_per_s"] == 10.0
-    assert "(batch 8)" in four.detail
-
-
-def test_the_best_batch_is_the_size_with_the_best_mean_not_each_times_best() -> None:
-    record = SCENARIOS["streams"].new_record()
-    figures = {("before", 4): 9.0, ("before", 8): 10.0, ("after", 4): 9.5, ("after", 8): 7.0}
-    for (measured, batch), rate in figures.items():
-        m = limit_measurement("streams", batch, rate, best=False)
-        m.config["measured"] = measured
-        record.measurements.append(m)
-    record.measurements.append(stream_measurement(4, 8.5, 1000.0))
-    four = four_streams_check(record)
-    assert four.values["batched_per_s"] == 9.25  # batch 4: (9.0 + 9.5) / 2 beats (10 + 7) / 2
-    assert "(batch 4)" in four.detail and "mean of 9.00 before and 9.50 after" in four.detail
+    assert "7.50 images/s (mean of 2 measurements: 8.00, 7.00)" in single.detail
+    assert four.values["batched_per_s"] == 10.0 and "(batch 8)" in four.detail
 
 
 def test_cache_bar_compares_server_p50_at_every_concurrency() -> None:

@@ -14,7 +14,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from benchmarks import loadgen
 from benchmarks.frames import FRAME_SIZE, camera_frame, camera_frames
 from benchmarks.payloads import FilePart
-from benchmarks.ws_streams import StreamLog, figures, result_dict, run_streams
+from benchmarks.ws_streams import StreamLog, figures, result_dict, result_rate, run_streams
 
 FRAMES = [b"frame-a" * 100, b"frame-b" * 100]
 Handler = Callable[[ServerConnection], Awaitable[None]]
@@ -134,11 +134,41 @@ def test_figures_count_drops_and_unanswered_frames_exactly() -> None:
     assert total.unanswered == 1 and total.dropped_reported == 5
     assert total.window_s == pytest.approx(0.7)  # end of the warm-up to the planned end
     # Results received in the window, whichever frame they answer: frame 1's (at 0.3), 3's
-    # and 5's; frame 9's arrives after the planned end.
+    # and 5's; frame 9's arrives after the planned end. The rate runs from the first of them
+    # to the last: two more results in 0.5 s.
     assert total.delivered == 3
-    assert total.fps == pytest.approx(3 / 0.7)
+    assert total.fps == pytest.approx(2 / 0.5)
     assert total.latency.count == 3 and total.latency.max_ms == pytest.approx(299.0)
     assert total.server_latency.p50_ms == pytest.approx(200.0)
+
+
+def _cycling_log(period: float, offset: float) -> StreamLog:
+    """A stream whose results arrive every ``period`` seconds from ``offset`` (one per batch)."""
+    log = StreamLog(measure_from=1)
+    for k in range(40):
+        log.sent[k + 1] = log.scheduled[k + 1] = offset + k * period - 0.5
+        log.results.append((k + 1, offset + k * period, 500.0, 0))
+    return log
+
+
+def test_a_streams_rate_does_not_depend_on_where_the_window_falls() -> None:
+    # Results every 1.3 s; a 10 s window holds 7 or 8 of them depending on the phase, so a
+    # count over the window reads 0.70 or 0.80 per second. First to last result: 1/1.3.
+    rates, counts = set(), set()
+    for offset in (0.0, 0.4, 0.9, 1.25):
+        total = figures([_cycling_log(1.3, offset)], window_start=2.0, planned_end=12.0)
+        rates.add(round(total.fps, 9))
+        counts.add(total.delivered)
+    assert rates == {round(1 / 1.3, 9)}
+    assert counts == {7, 8}
+
+
+def test_streams_rates_add_up_and_a_stream_with_one_result_counts_over_the_window() -> None:
+    fast, slow = _cycling_log(0.5, 0.0), _cycling_log(1.0, 0.2)
+    total = figures([fast, slow], window_start=1.0, planned_end=5.0)
+    assert total.fps == pytest.approx(2.0 + 1.0)
+    assert result_rate([3.0], window_s=4.0) == pytest.approx(0.25)
+    assert result_rate([], window_s=4.0) == 0.0
 
 
 def test_bad_arguments_are_refused() -> None:
