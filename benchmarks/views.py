@@ -124,8 +124,9 @@ def streams_section(record: ScenarioRecord) -> list[str]:
         lines += [
             "**Limit: the model alone** (in-process ONNX Runtime, Triton's configuration; "
             "latency of one call; the last column uses the best processed fps; ★: each round's "
-            "best; measured in rounds with the streams of each bar, the bars use the mean over "
-            "the quiet rounds of batch 1 and of the batch size with the best mean)",
+            "best; measured in rounds with the streams of each bar: the bars take each quiet "
+            "round's streams over its own batch 1, or over the batch size with the best median, "
+            "and use the median of those shares)",
             "",
             limit.markdown(),
             "",
