@@ -22,11 +22,13 @@ from benchmarks import loadgen, tables
 from benchmarks.baselines.limit import make_batches, measure_calls, measure_limit
 from benchmarks.cpu_usage import (
     GENERATOR,
+    OTHER,
     STOLEN,
     CpuMeter,
-    StealMeter,
+    MachineCpu,
+    MachineMeter,
     group_cpu_seconds,
-    stolen_cpu_seconds,
+    machine_cpu_seconds,
 )
 from benchmarks.measure import Point, Window, failed, http_closed, http_open
 from benchmarks.payloads import get, post_json
@@ -195,44 +197,59 @@ def test_cpu_meter_without_a_window_reports_nothing() -> None:
     assert meter.stop() == {}
 
 
-def _proc_stat(path: Path, steal_ticks: int) -> Path:
-    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice", then per-CPU lines
+def _proc_stat(path: Path, busy_ticks: int, steal_ticks: int) -> Path:
+    # "cpu  user nice system idle iowait irq softirq steal guest guest_nice", then per-CPU lines;
+    # busy = user + nice + system + irq + softirq.
+    user, system = busy_ticks - busy_ticks // 4, busy_ticks // 4
     path.write_text(
-        f"cpu  5000 0 900 80000 70 0 40 {steal_ticks} 0 0\n"
-        f"cpu0 2500 0 450 40000 35 0 20 {steal_ticks // 2} 0 0\n"
+        f"cpu  {user} 0 {system} 80000 70 0 0 {steal_ticks} 0 0\n"
+        f"cpu0 {user // 2} 0 {system // 2} 40000 35 0 0 {steal_ticks // 2} 0 0\n"
     )
     return path
 
 
-def test_stolen_cpu_seconds_read_the_steal_column(tmp_path: Path) -> None:
+def test_machine_cpu_seconds_read_busy_and_steal(tmp_path: Path) -> None:
     ticks = os.sysconf("SC_CLK_TCK")
-    assert stolen_cpu_seconds(_proc_stat(tmp_path / "stat", 3 * ticks)) == 3.0
+    read = machine_cpu_seconds(_proc_stat(tmp_path / "stat", 8 * ticks, 3 * ticks))
+    assert read == MachineCpu(busy=8.0, stolen=3.0)
     (tmp_path / "short").write_text("cpu  1 2 3 4\n")
-    assert stolen_cpu_seconds(tmp_path / "short") is None  # an old kernel: no steal column
-    assert stolen_cpu_seconds(tmp_path / "missing") is None
+    assert machine_cpu_seconds(tmp_path / "short") is None  # an old kernel: no steal column
+    assert machine_cpu_seconds(tmp_path / "missing") is None
 
 
-def test_steal_meter_reports_cores_taken_over_the_window(tmp_path: Path) -> None:
+def test_machine_meter_reports_cores_busy_and_taken_over_the_window(tmp_path: Path) -> None:
     ticks = os.sysconf("SC_CLK_TCK")
-    stat = _proc_stat(tmp_path / "stat", 0)
-    meter = StealMeter(stat)
+    stat = _proc_stat(tmp_path / "stat", 0, 0)
+    meter = MachineMeter(stat)
     meter.start()
     time.sleep(0.5)
-    _proc_stat(stat, ticks // 4)  # 0.25 CPU seconds stolen in about 0.5 s
-    stolen = meter.stop()
-    assert stolen is not None and 0.4 <= stolen <= 0.5
-    assert StealMeter(tmp_path / "missing").stop() is None  # never started
-    unknown = StealMeter(tmp_path / "missing")
+    _proc_stat(stat, ticks // 2, ticks // 4)  # 0.5 CPU seconds busy, 0.25 stolen in ~0.5 s
+    use = meter.stop()
+    assert use is not None
+    assert 0.8 <= use.busy <= 1.0 and 0.4 <= use.stolen <= 0.5
+    assert use.other(measured=0.6) == pytest.approx(use.busy - 0.6)
+    assert use.other(measured=5.0) == 0.0  # never negative
+    assert MachineMeter(tmp_path / "missing").stop() is None  # never started
+    unknown = MachineMeter(tmp_path / "missing")
     unknown.start()
     assert unknown.stop() is None
 
 
-def test_cpu_meter_and_limit_calls_report_stolen_cores_on_linux() -> None:
-    if stolen_cpu_seconds() is None:
+def test_cpu_meter_counts_other_processes_and_limit_calls_report_both() -> None:
+    if machine_cpu_seconds() is None:
         pytest.skip("this kernel does not report steal time")
-    meter = CpuMeter({})
-    meter.start()
-    time.sleep(0.05)
-    assert 0.0 <= meter.stop()[STOLEN] <= 2.0
-    figures = measure_calls(lambda _i: time.sleep(0.01), duration=0.05, warmup=0.0)
-    assert figures.stolen_cores is not None and figures.to_dict()["stolen_cores"] >= 0.0
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+    try:
+        time.sleep(0.2)
+        meter = CpuMeter({})  # the spinner is not one of the measured groups
+        meter.start()
+        time.sleep(0.6)
+        used = meter.stop()
+        figures = measure_calls(lambda _i: time.sleep(0.01), duration=0.3, warmup=0.0)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert 0.0 <= used[STOLEN] <= 2.0
+    assert used[OTHER] >= 0.4  # one busy process outside the benchmark: about a core
+    assert figures.stolen_cores is not None and figures.other_cores is not None
+    assert figures.other_cores >= 0.4 and figures.to_dict()["other_cores"] == figures.other_cores
