@@ -549,11 +549,11 @@ class Streams(Scenario):
     The bars are shares of the limit baseline (YOLOS in-process) measured in the same run, in
     rounds: each round measures the reference (batch 1 for the single stream, batches 2, 4 and 8
     for the 4 streams) and the streams, the reference first in odd rounds and last in even ones,
-    and the rounds repeat. The machines these reports
-    come from lose up to 30 % of their CPU to other guests for tens of seconds at a time (steal
-    time), so a reference measured a minute away from its streams may have run on a different
-    machine, in effect. The bars (:mod:`benchmarks.bars`) use the rounds in which the hypervisor
-    took (almost) nothing; other stream counts come last, once.
+    and the rounds repeat. The machines these reports come from lose up to 30 % of their CPU to
+    other guests for tens of seconds at a time (steal time), so a reference measured a minute
+    away from its streams may have run on a different machine, in effect. The bars
+    (:mod:`benchmarks.bars`) take each quiet round's streams over its own reference and decide on
+    the median of those shares; other stream counts come last, once.
     """
 
     key = "streams"
