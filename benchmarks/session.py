@@ -66,8 +66,9 @@ class Session:
     local_repository: bool = True  # the model files are on this machine (limit baseline)
     log: Callable[[str], None] = lambda _message: None
     record: ScenarioRecord | None = None
-    # Models the limit baseline loaded, by name: a scenario measuring the limit several times
-    # (streams, in rounds) measures one warm session, not a fresh one each time.
+    # Models the limit baseline loaded, by repository, name and configuration: a scenario
+    # measuring the limit several times (streams, in rounds) measures one warm session, not a
+    # fresh one each time.
     limit_models: dict[tuple[Path, str, str | None], tuple[OrtModel, str]] = field(
         default_factory=dict
     )

@@ -109,8 +109,8 @@ def streams_section(record: ScenarioRecord) -> list[str]:
         "**Streams** (processed fps: the sum of the streams' result rates, each from its first "
         "result after the warm-up to its last before the planned end; dropped: measured frames "
         "sent without a result; round trip: from sending frame n to its result; server: the "
-        "result's latency_ms; CPU: cores used in the window, by process, and stolen: cores the "
-        "hypervisor gave to other guests)",
+        "result's latency_ms; CPU: cores used in the window, by process; stolen: cores the "
+        "hypervisor gave to other guests; other: cores used by processes outside the benchmark)",
         "",
         streams_table(record).markdown(),
         "",

@@ -13,9 +13,9 @@ Frames scheduled during the warm-up are not counted. For the measured frames:
   first result in the window to its last: results after the first, divided by the time between
   them. A stream has one frame in the model at a time, so its results come once per batch cycle
   (about 1.3 s with 4 streams here), and counting the results that land in a fixed window
-  instead would read one cycle more or less depending on where the window's edges fall (± 9 %
-  for a 10 s window). A stream with fewer than two results in the window counts them over the
-  whole window;
+  instead would read one cycle more or less depending on where the window's edges fall (7 or 8
+  results for 7.7 cycles in a 10 s window: −9 % or +4 %). A stream with fewer than two results
+  in the window counts them over the whole window;
 * **dropped**: measured frames sent that got no result: skipped by the server (it keeps only the
   newest waiting frame; the results' ``dropped`` fields count them) or still unanswered when the
   stream ended (``unanswered``, after a drain of at most ``drain_timeout`` seconds);
