@@ -1,6 +1,6 @@
 """WebSocket streams (scenario 3): N clients each sending camera frames at a fixed rate.
 
-Each stream is one asyncio client (``benchmarks/ws_client.py``) on its own connection to the
+Each stream is one asyncio client (the ``websockets`` package) on its own connection to the
 streaming endpoint (protocol in ``api/streaming.py``). It first sends the threshold as a text
 message, then binary frames on a fixed schedule, open loop: frame ``k`` is sent at
 ``start + phase + k / fps`` whatever the replies (the streams' phases are spread over one frame
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
 
 from benchmarks.stats import LatencySummary, rate, summarize_ms, summarize_seconds
-from benchmarks.ws_client import RawWebSocket, connect
 
 DEFAULT_FPS = 24.0
 DEFAULT_THRESHOLD = 0.7
@@ -156,9 +156,9 @@ def figures(logs: Sequence[StreamLog], window_start: float, planned_end: float) 
     )
 
 
-async def _receive(websocket: RawWebSocket, log: StreamLog, done: asyncio.Event) -> None:
+async def _receive(websocket: ClientConnection, log: StreamLog, done: asyncio.Event) -> None:
     """Record results and errors until the connection closes; ``done`` once the last is in."""
-    async for message in websocket.messages():
+    async for message in websocket:
         received = time.perf_counter()
         if isinstance(message, bytes):
             continue
@@ -193,7 +193,7 @@ async def _stream(
     first_measured = max(0, math.ceil(warmup * fps - 1e-9)) + 1
     total_frames = max(0, math.ceil((warmup + duration) * fps - 1e-9))
     log = StreamLog(first_measured)
-    async with connect(url, headers) as websocket:
+    async with connect(url, additional_headers=dict(headers), max_size=None) as websocket:
         await websocket.send(json.dumps({"threshold": threshold}))
         sending = asyncio.Event()
         receiver = asyncio.create_task(_receive(websocket, log, sending))
