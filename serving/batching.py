@@ -167,6 +167,7 @@ class MicroBatcher:
         self._closed = False
         self._unreachable = False  # a batch gave up on an unreachable server; none since answered
         self._idle_since = 0.0  # when the last batch in flight came back
+        self._answered_rows = 0  # rows of that batch: its callers may be about to return
         self._preparing = 0  # items announced by callers who are still preparing them
 
     # -- public ---------------------------------------------------------------------------------
@@ -268,6 +269,13 @@ class MicroBatcher:
     def _queued_rows(self) -> int:
         return sum(item.rows for item in self._queue if not item.future.done())
 
+    def _rows_since_idle(self) -> int:
+        """Queued rows that arrived after the last batch came back."""
+        since = self._idle_since
+        return sum(
+            item.rows for item in self._queue if item.enqueued >= since and not item.future.done()
+        )
+
     async def _run(self) -> None:
         while True:
             await self._wakeup.wait()
@@ -312,12 +320,17 @@ class MicroBatcher:
         """When the next batch leaves if it is not full: ``max_delay`` after its oldest item
         arrived while a batch is in flight; else when it arrived, but not before ``idle_delay``
         after the last batch came back (the callers it answered may be about to return), plus up
-        to ``prepare_wait`` while items that would fit are still being prepared."""
+        to ``prepare_wait`` while items that would fit are still being prepared. Once as many
+        rows as that batch answered have arrived since it came back and none is being prepared,
+        its callers are back: the batch leaves without waiting out the idle delay."""
         oldest = self._queue[0].enqueued
         if self._in_flight:
             return oldest + self.config.max_delay
+        queued = self._queued_rows()
+        if not self._preparing and 0 < self._answered_rows <= self._rows_since_idle():
+            return oldest
         due = max(oldest, self._idle_since + self.config.idle_delay)
-        if self._preparing and self._queued_rows() < self.config.max_batch_size:
+        if self._preparing and queued < self.config.max_batch_size:
             due += self.config.prepare_wait
         return due
 
@@ -329,12 +342,14 @@ class MicroBatcher:
     def _launch(self, batch: list[_Item]) -> None:
         task = asyncio.create_task(self._send(batch))
         self._in_flight.add(task)
-        task.add_done_callback(self._batch_done)
+        rows = sum(item.rows for item in batch)
+        task.add_done_callback(lambda done: self._batch_done(done, rows))
 
-    def _batch_done(self, task: asyncio.Task[None]) -> None:
+    def _batch_done(self, task: asyncio.Task[None], rows: int) -> None:
         self._in_flight.discard(task)
         if not self._in_flight:
             self._idle_since = time.monotonic()
+            self._answered_rows = rows
         self._wakeup.set()
 
     async def _send(self, batch: list[_Item]) -> None:

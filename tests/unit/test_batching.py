@@ -1090,3 +1090,54 @@ def test_the_idle_delay_runs_from_the_last_return_not_from_each_arrival() -> Non
             await batcher.close()
 
     run(body)
+
+
+def test_the_next_batch_leaves_once_every_caller_of_the_last_is_back() -> None:
+    async def body() -> None:
+        client = FakeClient(gated=True)
+        batcher = make_batcher(client, max_in_flight=1, idle_delay=0.5, max_delay=0.002)
+        try:
+            first = [submit(batcher, tag) for tag in range(4)]
+            await client.wait_calls(1)
+            client.gate.set()
+            await asyncio.gather(*first)
+            started = time.monotonic()
+            again = []
+            for tag in range(10, 14):
+                again.append(submit(batcher, tag))
+                await asyncio.sleep(0.005)
+            await asyncio.gather(*again)
+            assert client.call_rows() == [4, 4]
+            assert time.monotonic() - started < 0.25  # not the 0.5 s idle delay
+        finally:
+            await batcher.close()
+
+    run(body)
+
+
+def test_an_item_queued_before_the_last_batch_came_back_is_not_one_of_its_callers() -> None:
+    """A stream that missed a batch waits in the queue; the batch's own three callers must all
+    be back before the next one leaves, or one of them would miss it in turn."""
+
+    async def body() -> None:
+        client = FakeClient(gated=True)
+        batcher = make_batcher(client, max_in_flight=1, idle_delay=0.3, max_delay=0.002)
+        try:
+            first = [submit(batcher, tag) for tag in range(3)]
+            await client.wait_calls(1)
+            late = submit(batcher, 3)  # arrives while the batch of three is in flight
+            await settle()
+            client.gate.set()
+            await asyncio.gather(*first)
+            started = time.monotonic()
+            back = [submit(batcher, 10), submit(batcher, 11)]
+            await asyncio.sleep(0.1)
+            assert client.call_rows() == [3]  # the late item and two of three are not enough
+            back.append(submit(batcher, 12))
+            await asyncio.gather(late, *back)
+            assert client.call_rows() == [3, 4]
+            assert time.monotonic() - started < 0.25  # left with the third, before 0.3 s
+        finally:
+            await batcher.close()
+
+    run(body)
