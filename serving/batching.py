@@ -9,7 +9,9 @@ splits the outputs back.
   no delay; under load, requests gather while the previous batch runs. A slow model whose
   callers come back together (several camera streams answered by one batch) keeps its batches
   whole with a small ``idle_delay``: for that long after a batch comes back (0 by default), the
-  next one waits for company; a request arriving later leaves at once.
+  next one waits for company; a request arriving later leaves at once, and so does the batch
+  once as many rows as the last batch answered have arrived since it came back (its callers
+  are all back; an item that was already waiting does not count as one of them).
 * Callers announce the items they are still preparing (:meth:`MicroBatcher.preparing`, around
   an image decode, say). When nothing is in flight, a batch that is not full also waits for those,
   at most ``prepare_wait`` past its due time. Without it, callers that come back from one batch
