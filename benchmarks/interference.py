@@ -32,8 +32,8 @@ from pathlib import Path
 
 from benchmarks.baselines.limit import load_model, make_batches
 from benchmarks.cpu_usage import machine_cpu_seconds
-from benchmarks.inputs import ImageInputs
-from benchmarks.payloads import FilePart
+from benchmarks.inputs import ImageInputs, detection_images
+from serving.settings import ServingSettings
 
 ALONE, LOADED = "alone", "loaded"
 
@@ -160,13 +160,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _photos(directory: Path | None) -> ImageInputs:
+    """The shared photos under ``directory``, found as the benchmark's runner finds them."""
     if directory is None:
         raise SystemExit("no photos: pass --images DIR or set TRITONGATE_IMAGES_DIR")
-    paths = sorted(p for p in directory.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
-    if not paths:
+    if not ServingSettings(images_dir=directory).parity_images():
         raise SystemExit(f"no JPEG photos under {directory}")
-    parts = tuple(FilePart(p.name, p.read_bytes(), "image/jpeg") for p in paths[:8])
-    return ImageInputs(parts, {"directory": str(directory)})
+    return detection_images(directory, scratch=directory)  # photos found: nothing generated
 
 
 def main(argv: Sequence[str] | None = None) -> None:

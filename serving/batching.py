@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
@@ -268,12 +269,8 @@ class MicroBatcher:
         batches = max(1, self._live // self.config.max_batch_size)
         return max(1.0, batches * max(self.config.max_delay, 0.05))
 
-    def _queued_rows(self) -> int:
-        return sum(item.rows for item in self._queue if not item.future.done())
-
-    def _rows_since_idle(self) -> int:
-        """Queued rows that arrived after the last batch came back."""
-        since = self._idle_since
+    def _queued_rows(self, since: float = -math.inf) -> int:
+        """Rows waiting in the queue (those that arrived at ``since`` or later)."""
         return sum(
             item.rows for item in self._queue if item.enqueued >= since and not item.future.done()
         )
@@ -328,11 +325,10 @@ class MicroBatcher:
         oldest = self._queue[0].enqueued
         if self._in_flight:
             return oldest + self.config.max_delay
-        queued = self._queued_rows()
-        if not self._preparing and 0 < self._answered_rows <= self._rows_since_idle():
+        if not self._preparing and 0 < self._answered_rows <= self._queued_rows(self._idle_since):
             return oldest
         due = max(oldest, self._idle_since + self.config.idle_delay)
-        if self._preparing and queued < self.config.max_batch_size:
+        if self._preparing and self._queued_rows() < self.config.max_batch_size:
             due += self.config.prepare_wait
         return due
 
