@@ -7,6 +7,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
+from api.timeouts import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_HEADER_BYTES
 from serving.settings import ServingSettings
 
 # The development secret: fine on a laptop, refused when ENVIRONMENT=production.
@@ -74,20 +75,41 @@ class Settings(ServingSettings):
     max_text_chars: int = Field(default=100_000, ge=1)
     max_batch_texts: int = Field(default=64, ge=1)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
-    max_image_pixels: int = Field(default=40_000_000, ge=1)
+    # Width x height, checked from the image header (413 above it): the model sees 640x480, and
+    # 26 MP takes every 12 MP phone photo and 24-26 MP camera (serving.detection.MAX_IMAGE_PIXELS).
+    max_image_pixels: int = Field(default=26_000_000, ge=1)
     detection_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     preprocess_threads: int = Field(default=2, ge=1)
 
     # Hostile input (README "Hostile input"). Request bodies other than image uploads (those
     # get max_upload_bytes plus multipart overhead): 413 past this size, nothing more is read.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
+    # Slow clients (api/body_limit.py, api/admission.py, api/transport.py). A request body must
+    # arrive within body_timeout_s of its headers, else 408 and the connection closed (60 s: a
+    # 10 MiB upload over a ~1.5 Mbit/s uplink). Inference bodies are read before they take an
+    # admission slot, at most max_receiving_bodies_per_client at once per client address (IPv6
+    # per /64; behind a proxy, set --forwarded-allow-ips), more: 503. A request head (request
+    # line and headers) over max_header_bytes gets 431; one not complete within header_timeout_s
+    # of the connection or of its first byte, 408; the connection is closed after either.
+    body_timeout_s: float = Field(default=BODY_TIMEOUT_S, gt=0)
+    max_receiving_bodies_per_client: int = Field(default=64, ge=1)
+    max_header_bytes: int = Field(default=MAX_HEADER_BYTES, ge=1024)
+    header_timeout_s: float = Field(default=HEADER_TIMEOUT_S, gt=0)
     # WebSocket detection streams, per worker process: open streams (more handshakes: 503),
     # frames per second per stream with a burst allowance (frames over it are dropped; a stream
-    # over 10x the rate is closed with 1008), and seconds without a frame before closing (1000).
+    # over 10x the rate is closed with 1008), and seconds without a frame that decodes (junk
+    # does not keep a stream alive) before closing (1000).
     stream_max_connections: int = Field(default=64, ge=1)
     stream_max_frames_per_s: float = Field(default=60.0, gt=0)
     stream_frame_burst: int = Field(default=60, ge=1)
     stream_idle_timeout_s: float = Field(default=60.0, gt=0)
+    # Open streams per user and worker (per client address, IPv6 per /64, when inference is
+    # open: behind a proxy, set --forwarded-allow-ips or every client shares one address), so one
+    # account cannot take every place; more: 503. The benchmarks open 4 with one key, the page 1.
+    stream_max_per_user: int = Field(default=8, ge=1)
+    # Each authenticated stream re-checks its credential this often (token expired or revoked,
+    # API key deleted, user deactivated: closed with 1008); a token's expiry closes it on time.
+    stream_revalidate_s: float = Field(default=30.0, gt=0)
 
     # `tritongate serve`.
     host: str = "127.0.0.1"
@@ -128,6 +150,20 @@ class Settings(ServingSettings):
     login_known_ip_ttl_s: float = Field(default=30 * 24 * 3600.0, gt=0)
     login_max_tracked_keys: int = Field(default=100_000, ge=1)  # in memory, per process
     login_redis_prefix: str = Field(default="tritongate:login:", min_length=1)
+    # Registration throttling (POST /register, the same store and switch): attempts per client
+    # address (IPv6 per /64) within a fixed window, refused with 429 + Retry-After before the
+    # password is hashed.
+    register_window_s: float = Field(default=3600.0, gt=0)
+    register_max_attempts_per_ip: int = Field(default=20, ge=1)
+
+    # Password hashing (api/security.py): argon2id (~64 MiB and tens of ms each) on its own
+    # threads (unset: one per core, at most 4). New hashes (registration, password changes) may
+    # use all threads but one and at most `password_hash_max_waiting` wait; verifications
+    # (logins, current-password checks) may use every thread, `password_verify_max_waiting` wait.
+    # Beyond that: 503 + Retry-After.
+    password_hash_threads: int | None = Field(default=None, ge=1, le=64)
+    password_hash_max_waiting: int = Field(default=8, ge=0)
+    password_verify_max_waiting: int = Field(default=64, ge=0)
 
     # Docs pages (/docs, /redoc, /openapi.json); unset: on, except when ENVIRONMENT=production.
     docs_enabled: bool | None = None

@@ -1,5 +1,7 @@
 """The gunicorn worker class: uvicorn's, with the API's uvicorn options (api/uvicorn_options.py):
-uvloop, httptools, no WebSocket compression and a bounded graceful stop.
+uvloop, httptools with a cap and a deadline on request heads (``api/transport.py``; the limits are
+set in each worker by ``api.main.app_from_environment``), no WebSocket compression and a bounded
+graceful stop. (gunicorn's own ``limit_request_*`` options do not apply: uvicorn parses requests.)
 
 ``uvicorn_worker.UvicornWorker`` lets in-flight requests run as long as they like after SIGTERM,
 until gunicorn's master kills the worker; with ``timeout_graceful_shutdown`` uvicorn gives up on

@@ -16,10 +16,10 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from api import migrate
-from api.admission import AdmissionMiddleware
-from api.auth import API_KEY_HEADER, get_principal
-from api.body_limit import BodyLimitMiddleware
+from api import migrate, security, transport
+from api.admission import INFERENCE_PATHS, AdmissionMiddleware
+from api.auth import API_KEY_HEADER
+from api.body_limit import BodyLimitMiddleware, BodyLimits
 from api.cache import CACHE_HEADER
 from api.config import Settings
 from api.csrf import CSRF_HEADER
@@ -51,6 +51,7 @@ from api.runtime import tune_garbage_collector
 from api.security_headers import SecurityHeadersMiddleware
 from api.services import start_services
 from api.shutdown import close_streams_on_stop
+from api.tenancy import record_tenant
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +97,10 @@ def create_app(
             login_limiter = build_login_limiter(settings)
             stack.push_async_callback(login_limiter.close)
             app.state.login_limiter = login_limiter
+            hashing_pool = security.PasswordHashingPool.from_settings(settings)
+            stack.callback(hashing_pool.close)
+            stack.enter_context(security.installed_hashing_pool(hashing_pool))
+            app.state.hashing_pool = hashing_pool
             if inference:
                 services = await start_services(settings, app_metrics)
                 stack.push_async_callback(services.close)
@@ -116,17 +121,24 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
         # No badge fetched from validator.swagger.io (the docs' CSP would refuse it anyway).
         swagger_ui_parameters={"validatorUrl": None},
+        # No 307 to the slash variant of a path: Starlette builds its Location from the Host
+        # header, which the client chooses. A path is served as routed or is a 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = app_metrics
     install_error_handlers(app, settings.retry_after_s)
     # Innermost middleware: request bodies over their limit get a 413 before they are read.
+    # ... and bodies not received within their deadline, a 408.
     upload_body_bytes = settings.max_upload_bytes + detect.MULTIPART_OVERHEAD
-    app.add_middleware(
-        BodyLimitMiddleware,
-        limit=settings.max_body_bytes,
-        path_limits={"/object-detection": upload_body_bytes} if inference else {},
+    body_limits = BodyLimits(
+        settings.max_body_bytes,
+        settings.body_timeout_s,
+        {"/object-detection": upload_body_bytes} if inference else {},
     )
+    # (Inference bodies: read by the admission middleware, within the deadline, before a slot.)
+    read_before = INFERENCE_PATHS if inference else {}
+    app.add_middleware(BodyLimitMiddleware, limits=body_limits, read_before=read_before)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -149,6 +161,8 @@ def create_app(
             limit=settings.max_inference_requests or settings.queue_size,
             retry_after_s=settings.retry_after_s,
             max_wait_s=settings.admission_max_wait_s,
+            body_limits=body_limits,  # bodies are read (within their deadline) before a slot
+            max_receiving_per_client=settings.max_receiving_bodies_per_client,
             on_reject=app_metrics.admission_refused if app_metrics is not None else None,
         )
     # Added after CORS, so it times and labels everything, CORS included.
@@ -159,7 +173,8 @@ def create_app(
     app.add_middleware(SecurityHeadersMiddleware, docs_paths=[p for p in docs_paths if p])
     if inference:
         required = settings.inference_auth == "required"
-        guarded = [Depends(get_principal)] if required else []
+        # Authenticates (as get_principal) and records the user as the cache's tenant.
+        guarded = [Depends(record_tenant)] if required else []
         refusals = error_responses(401, 403) if required else None
         for module in (predict, detect):
             app.include_router(module.router, dependencies=guarded, responses=refusals)
@@ -181,7 +196,11 @@ def create_app(
 
 def app_from_environment() -> FastAPI:
     """Factory for uvicorn/gunicorn workers: settings from the environment, and the process's
-    logging configured from them (after the server's own set-up, which it replaces)."""
+    logging and request-head limits (api/transport.py) configured from them (after the server's
+    own set-up, which it replaces; before it accepts connections)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    transport.configure(
+        max_header_bytes=settings.max_header_bytes, header_timeout_s=settings.header_timeout_s
+    )
     return create_app(settings, tune_runtime=True)

@@ -5,6 +5,9 @@ workers (``api/gunicorn_worker.py``) and the tests' live servers.
 and with the extension negotiated every client (browsers too) compresses each frame and the
 server inflates it. Measured with 4 streams × 24 fps of 640 × 480 JPEGs, the benchmark's client
 spent 0.4 of a core in zlib alone, on the cores that run the model.
+
+``http`` is uvicorn's httptools protocol with a cap on request heads' size and a deadline for
+them (``api/transport.py``: uvicorn bounds neither with httptools).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from api.timeouts import UVICORN_GRACEFUL_S
 
 UVICORN_OPTIONS: dict[str, Any] = {
     "loop": "uvloop",
-    "http": "httptools",
+    "http": "api.transport:GuardedHttpToolsProtocol",
     "ws_per_message_deflate": False,
     "timeout_graceful_shutdown": UVICORN_GRACEFUL_S,
 }

@@ -6,7 +6,9 @@ Triton may serve a new one), so a new version never gets the old version's resul
 response is stored under the version that actually produced it. Only successful responses are
 stored (errors never are). A hit skips everything after validation: no batcher, no Triton, no
 image decode, not even response serialisation. Responses carry ``X-Cache: hit`` or ``miss``;
-with the cache disabled they carry no ``X-Cache`` header.
+with the cache disabled they carry no ``X-Cache`` header. Entries are per tenant (the key's
+``tenant``, the authenticated user: ``api/tenancy.py``), so a hit only ever answers a request of
+the user whose request stored it; with inference open to anyone, one shared cache.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Object detection on one uploaded image: the book's ``POST /object-detection`` (cached)."""
+"""Object detection on one uploaded image: the book's ``POST /object-detection`` (cached, per
+tenant: see ``api/tenancy.py``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from api.disconnect import unless_disconnected
 from api.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from api.responses import SERVICE_ERRORS, error_responses
 from api.schemas import DetectedObject, DetectionOutput
+from api.tenancy import TenantDep
 from serving.specs import YOLOS
 
 router = APIRouter(tags=["object detection"])
@@ -27,6 +29,7 @@ MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
         200: {"description": "`X-Cache: hit` when served from the prediction cache"},
         **error_responses(
             (400, "A multipart body that cannot be parsed"),
+            (408, "Request body not received within TRITONGATE_BODY_TIMEOUT_S"),
             (413, "Upload or image dimensions over the configured limit"),
             (415, "Not a JPEG, PNG or WebP image"),
             (422, "Corrupt or truncated image, or a bad threshold"),
@@ -37,6 +40,7 @@ MULTIPART_OVERHEAD = 16 * 1024  # boundaries and part headers around the file
 async def object_detection(
     services: ServicesDep,
     request: Request,
+    tenant: TenantDep,
     image: Annotated[UploadFile, File(description="A JPEG, PNG or WebP image.")],
     threshold: Annotated[
         float | None,
@@ -73,7 +77,7 @@ async def object_detection(
         return output, result.model_version
 
     key = (
-        await image_key_off_loop(YOLOS.name, data, chosen, services.executor)
+        await image_key_off_loop(YOLOS.name, data, chosen, services.executor, tenant)
         if services.cache.enabled
         else None
     )

@@ -1,4 +1,5 @@
-"""Text classification: the book's ``POST /prediction`` and a batch variant (both cached)."""
+"""Text classification: the book's ``POST /prediction`` and a batch variant (both cached, per
+tenant: see ``api/tenancy.py``)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from api.schemas import (
     PredictionOutput,
 )
 from api.services import Services
+from api.tenancy import TenantDep
 from serving.specs import NEWSGROUPS
 from serving.text import Classification
 
@@ -23,6 +25,7 @@ router = APIRouter(tags=["text classification"])
 
 ERRORS = error_responses(
     400,
+    (408, "Request body not received within TRITONGATE_BODY_TIMEOUT_S"),
     (413, "Request body over TRITONGATE_MAX_BODY_BYTES"),
     (422, "Empty or oversized text"),
     *SERVICE_ERRORS,
@@ -49,7 +52,9 @@ def _output(result: Classification) -> PredictionOutput:
 
 
 @router.post("/prediction", response_model=PredictionOutput, responses={**CACHED, **ERRORS})
-async def prediction(body: PredictionInput, services: ServicesDep, request: Request) -> Response:
+async def prediction(
+    body: PredictionInput, services: ServicesDep, request: Request, tenant: TenantDep
+) -> Response:
     """Classify one document into one of the four newsgroups."""
     _check_lengths(services, [body.text])
 
@@ -57,7 +62,7 @@ async def prediction(body: PredictionInput, services: ServicesDep, request: Requ
         (result,) = await unless_disconnected(request, services.classifier.classify([body.text]))
         return _output(result), result.model_version
 
-    return await services.cache.respond(text_key(NEWSGROUPS.name, body.text), classify)
+    return await services.cache.respond(text_key(NEWSGROUPS.name, body.text, tenant), classify)
 
 
 @router.post(
@@ -66,7 +71,7 @@ async def prediction(body: PredictionInput, services: ServicesDep, request: Requ
     responses={**CACHED, **ERRORS},
 )
 async def prediction_batch(
-    body: BatchPredictionInput, services: ServicesDep, request: Request
+    body: BatchPredictionInput, services: ServicesDep, request: Request, tenant: TenantDep
 ) -> Response:
     """Classify several documents; one result per text, in order."""
     limit = services.settings.max_batch_texts
@@ -79,4 +84,5 @@ async def prediction_batch(
         output = BatchPredictionOutput(predictions=[_output(result) for result in results])
         return output, results[0].model_version
 
-    return await services.cache.respond(texts_key(NEWSGROUPS.name, body.texts), classify)
+    key = texts_key(NEWSGROUPS.name, body.texts, tenant)
+    return await services.cache.respond(key, classify)

@@ -14,6 +14,10 @@ from fastapi import FastAPI
 from api.config import Settings
 from api.main import create_app
 
+# Every test registers from 127.0.0.1: the registration limit (20 per hour by default) would
+# refuse the suite's own accounts; tests of the limit set their own.
+TEST_REGISTRATIONS_PER_IP = 100_000
+
 # Temporary directories of the default test databases, removed when the interpreter exits.
 _DATABASE_DIRS: list[tempfile.TemporaryDirectory[str]] = []
 
@@ -39,12 +43,16 @@ def app_settings(repository: Path, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     values.setdefault("database_url", _isolated_sqlite_url())
+    values.setdefault("register_max_attempts_per_ip", TEST_REGISTRATIONS_PER_IP)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
 def db_app_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for the accounts and blog API alone (``create_app(..., inference=False)``)."""
-    values: dict[str, Any] = {"database_url": database_url}
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "register_max_attempts_per_ip": TEST_REGISTRATIONS_PER_IP,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

@@ -1,6 +1,7 @@
 """The prediction cache through the real app and a real tritonserver: hits and misses with their
-header, TTL, size bound, ``DELETE /cache`` and its admin rule, a new model version, and Redis
-going away and coming back. Memory always; Redis when TEST_REDIS_URL is set."""
+header, entries per user when inference needs credentials, TTL, size bound, ``DELETE /cache`` and
+its admin rule, a new model version, and Redis going away and coming back. Memory always; Redis
+when TEST_REDIS_URL is set."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 
 from api.cache import RedisCache
 from serving.launcher import LocalTriton
-from tests.integration.accounts import make_account
+from tests.integration.accounts import issue_api_key, make_account
 from tests.integration.api_client import app_settings, running_app
 from tests.integration.prometheus_text import value
 from tests.integration.redis_server import (
@@ -105,6 +106,74 @@ def test_a_hit_skips_the_batcher_and_says_so(
 
             refused = await client.post("/prediction", json={"text": "   "})
             assert refused.status_code == 422 and "x-cache" not in refused.headers
+
+    asyncio.run(check())
+
+
+def test_one_users_entries_are_never_another_users_hits(
+    triton: LocalTriton,
+    exported_repository: Path,
+    photos: list[Path],
+    backend: dict[str, Any],
+) -> None:
+    """Inference needs credentials: user B's request identical to user A's is a miss served by
+    the model (no X-Cache or timing oracle on what A sent); A's repeat, by bearer token or by
+    A's API key, is a hit."""
+
+    async def check() -> None:
+        settings = app_settings(
+            exported_repository, triton_url=triton.grpc_url, inference_auth="required", **backend
+        )
+        async with running_app(settings) as (app, client):
+            stats = {name: b.stats for name, b in app.state.services.batchers.items()}
+            alice, bob = await make_account(app, stem="alice"), await make_account(app, stem="bob")
+            alice_key = {"X-API-Key": await issue_api_key(app, alice.id)}
+
+            async def post(path: str, who: dict[str, str], **kwargs: Any) -> httpx.Response:
+                reply = await client.post(path, headers=who, **kwargs)
+                assert reply.status_code == 200, reply.text
+                return reply
+
+            body = _text("tenant")
+            assert (await post("/prediction", alice.headers, json=body)).headers[
+                "x-cache"
+            ] == "miss"
+            items = stats["newsgroups"].items
+            by_bob = await post("/prediction", bob.headers, json=body)
+            assert by_bob.headers["x-cache"] == "miss"
+            assert stats["newsgroups"].items == items + 1, "Bob's request reached the model"
+            assert (await post("/prediction", alice.headers, json=body)).headers["x-cache"] == "hit"
+            assert (await post("/prediction", alice_key, json=body)).headers["x-cache"] == "hit"
+            assert (await post("/prediction", bob.headers, json=body)).headers["x-cache"] == "hit"
+            assert stats["newsgroups"].items == items + 1
+
+            texts = {"texts": [_text("a")["text"], _text("b")["text"]]}
+            assert (await post("/prediction/batch", alice.headers, json=texts)).headers[
+                "x-cache"
+            ] == "miss"
+            assert (await post("/prediction/batch", bob.headers, json=texts)).headers[
+                "x-cache"
+            ] == "miss"
+            assert (await post("/prediction/batch", alice.headers, json=texts)).headers[
+                "x-cache"
+            ] == "hit"
+
+            image = photos[0].read_bytes() + uuid.uuid4().bytes
+            upload = {"image": ("photo.jpg", image, "image/jpeg")}
+            assert (await post("/object-detection", alice.headers, files=upload)).headers[
+                "x-cache"
+            ] == "miss"
+            yolos_items = stats["yolos"].items
+            assert (await post("/object-detection", bob.headers, files=upload)).headers[
+                "x-cache"
+            ] == "miss"
+            assert stats["yolos"].items == yolos_items + 1, "Bob's upload reached the model"
+            assert (await post("/object-detection", alice.headers, files=upload)).headers[
+                "x-cache"
+            ] == "hit"
+
+            refused = await client.post("/prediction", json=body)
+            assert refused.status_code == 401 and "x-cache" not in refused.headers
 
     asyncio.run(check())
 

@@ -12,7 +12,10 @@ What the API does (README "Hostile input"):
 * JSON nested deeper than the parser's recursion limit → 400 "nested too deeply";
 * a body over ``TRITONGATE_MAX_BODY_BYTES`` (8 MiB) → 413 before it is read when it declares
   its length (the answer comes before the body is sent), and as soon as the limit is passed
-  when it is chunked; uploads have their own limit (``MAX_UPLOAD_BYTES`` + 16 KiB).
+  when it is chunked; uploads have their own limit (``MAX_UPLOAD_BYTES`` + 16 KiB);
+* an inference body is read whole before it takes an admission slot, so one sent in pieces is
+  served like any other; one not complete within ``TRITONGATE_BODY_TIMEOUT_S`` gets 408, and
+  request heads have a size cap and a deadline (tests/integration/test_slow_clients.py).
 """
 
 from __future__ import annotations
@@ -242,3 +245,25 @@ def test_a_chunked_body_is_cut_off_at_the_limit(server: LiveServer) -> None:
     assert reply.status_code == 413
     assert reply.json()["detail"] == f"request body over the limit of {BODY_LIMIT} bytes"
     assert growth.bytes < BODY_LIMIT + 8 * MIB, "at most the limit is buffered, not 100 MB"
+
+
+def test_a_body_sent_in_pieces_is_read_whole_and_classified(server: LiveServer) -> None:
+    """Admission reads the body (several messages from the server) before the slot, then hands
+    the same messages to the app: the answer is the one a body sent at once gets."""
+    body = json.dumps({"text": "my mac's memory and the cpu " * 200}).encode()
+    head = (
+        b"POST /prediction HTTP/1.1\r\nHost: tritongate\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+        connection.sendall(head)
+        for start in range(0, len(body), 1000):
+            time.sleep(0.02)  # each piece its own read on the server
+            connection.sendall(body[start : start + 1000])
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", answer
+    at_once = httpx.post(f"{server.base_url}/prediction", content=body, headers=JSON, timeout=10)
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == at_once.json()

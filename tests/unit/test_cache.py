@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from api.cache import CacheUnavailableError, GuardedCache, MemoryCache, image_key, text_key
-from api.cache.keys import texts_key
+from api.cache.keys import HASH_IN_THREAD_BYTES, image_key_off_loop, texts_key
 
 
 class Clock:
@@ -58,7 +58,7 @@ def test_memory_rejects_nonsense_bounds() -> None:
 
 def test_keys_hold_model_version_input_and_threshold() -> None:
     key = text_key("newsgroups", "computer cpu")
-    assert key.for_version("1").startswith("newsgroups:1:text:")
+    assert key.for_version("1").startswith("newsgroups:1:shared:text:")
     assert key.for_version("1") != key.for_version("2")
     assert key == text_key("newsgroups", "computer cpu")
     assert key != text_key("newsgroups", "Computer cpu"), "the text is not case-folded"
@@ -68,6 +68,28 @@ def test_keys_hold_model_version_input_and_threshold() -> None:
     assert image != image_key("yolos", b"\xff\xd8 jpeg bytes", 0.7)
     assert image == image_key("yolos", b"\xff\xd8 jpeg bytes", 0.5)
     assert text_key("newsgroups", "\ud800 lone surrogate").digest  # never an encoding error
+
+
+def test_keys_of_different_tenants_never_meet() -> None:
+    """Each user's entries are their own; no tenant (inference open to anyone) is one shared
+    scope that no user's key can name."""
+    jpeg = b"\xff\xd8 jpeg bytes"
+    for make in (
+        lambda tenant: text_key("newsgroups", "computer cpu", tenant),
+        lambda tenant: texts_key("newsgroups", ["computer", "cpu"], tenant),
+        lambda tenant: image_key("yolos", jpeg, 0.5, tenant),
+    ):
+        stored = {make(tenant).for_version("1") for tenant in (None, "1", "2", "12", "shared")}
+        assert len(stored) == 5
+        assert make("7").for_version("1") == make("7").for_version("1")
+    assert text_key("newsgroups", "x", "1").for_version("1").startswith("newsgroups:1:user-1:")
+    assert text_key("newsgroups", "x").digest == text_key("newsgroups", "x", "1").digest
+
+
+def test_image_keys_hashed_off_the_loop_keep_their_tenant() -> None:
+    large = b"\xff" * (HASH_IN_THREAD_BYTES + 1)
+    key = run(image_key_off_loop("yolos", large, 0.5, None, "3"))
+    assert key == image_key("yolos", large, 0.5, "3") and key.tenant == "3"
 
 
 class FlakyBackend:
