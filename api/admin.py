@@ -1,7 +1,9 @@
 """Grant or withdraw admin rights: ``python -m api.admin EMAIL [--demote]``.
 
-Uses the configured database (``TRITONGATE_DATABASE_URL``, migrated first). There is no HTTP
-endpoint for this on purpose: the first admin has to come from someone with server access.
+Uses the configured database (``TRITONGATE_DATABASE_URL``, migrated first). The first admin has
+to come from someone with server access: over HTTP only an admin (through a login session) can
+promote or demote others (``PATCH /users/{user_id}``). Demoting deletes the user's admin-scope
+API keys, so promoting them again later revives none.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if not asyncio.run(set_admin(settings, arguments.email, not arguments.demote)):
         print(f"no user with email {arguments.email!r}", file=sys.stderr)
         return 1
-    state = "no longer an admin" if arguments.demote else "now an admin"
+    state = (
+        "no longer an admin (admin-scope API keys deleted)" if arguments.demote else "now an admin"
+    )
     print(f"{arguments.email} is {state} ({migrate.safe_url(settings.database_url)})")
     return 0
 

@@ -1,9 +1,12 @@
 """Who is calling: a bearer token, an API key or the login cookie, as ``Annotated`` dependencies.
 
-The three security schemes are declared to OpenAPI, so the docs' "Authorize" dialog offers the
+The security schemes are declared to OpenAPI, so the docs' "Authorize" dialog offers the
 OAuth2 password flow (``POST /token``) and the ``X-API-Key`` header. Credentials are tried in that
-order; the first one present decides (an invalid one is a 401, never a fall-through). A request
-authenticated by the cookie must also pass the CSRF check when it writes.
+order; the first one present decides (an invalid one is a 401, never a fall-through). The login
+cookie is ``token`` over plain HTTP and ``__Host-token`` over HTTPS (api/cookies.py; declared as
+two cookie schemes), read under the name that matches the request's scheme
+(:func:`read_session_cookie`). A request authenticated by the cookie must also pass the
+same-site and CSRF checks (api/csrf.py) when it writes.
 """
 
 from __future__ import annotations
@@ -13,16 +16,19 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
+from starlette.requests import HTTPConnection
 
+from api.cookies import cookie_name, is_secure
 from api.crud import api_keys as api_keys_crud
 from api.crud import tokens as tokens_crud
-from api.csrf import check_csrf
+from api.csrf import SAFE_METHODS, check_csrf, check_same_site
 from api.db import SessionDep
 from api.deps import SettingsDep
 from api.errors import ApiError, NotAuthenticatedError, PermissionDeniedError
 from api.models import User
 
-TOKEN_COOKIE = "token"  # the book's TOKEN_COOKIE_NAME
+TOKEN_COOKIE = "token"  # the book's TOKEN_COOKIE_NAME, over plain HTTP
+HOST_TOKEN_COOKIE = cookie_name(TOKEN_COOKIE, secure=True)  # over HTTPS: "__Host-token"
 API_KEY_HEADER = "X-API-Key"
 
 bearer_scheme = OAuth2PasswordBearer(
@@ -40,9 +46,32 @@ api_key_scheme = APIKeyHeader(
 cookie_scheme = APIKeyCookie(
     name=TOKEN_COOKIE,
     scheme_name="TokenCookie",
-    description="Set by `POST /login`; writes also need the `x-csrf-token` header.",
+    description=(
+        "Set by `POST /login` over plain HTTP (over HTTPS: `__Host-token`); writes also need "
+        "the `x-csrf-token` header and a same-site `Origin`."
+    ),
     auto_error=False,
 )
+host_cookie_scheme = APIKeyCookie(
+    name=HOST_TOKEN_COOKIE,
+    scheme_name="HostTokenCookie",
+    description=(
+        "Set by `POST /login` over HTTPS (over plain HTTP: `token`); writes also need the "
+        "`x-csrf-token` header and a same-site `Origin`."
+    ),
+    auto_error=False,
+)
+
+
+def session_cookie_name(connection: HTTPConnection) -> str:
+    """The login cookie's name for this request's scheme."""
+    return HOST_TOKEN_COOKIE if is_secure(connection) else TOKEN_COOKIE
+
+
+def read_session_cookie(connection: HTTPConnection) -> str | None:
+    """The login cookie's value under the name that matches the scheme (HTTP and WebSocket)."""
+    return connection.cookies.get(session_cookie_name(connection)) or None
+
 
 AuthMethod = Literal["bearer", "api_key", "cookie"]
 
@@ -74,8 +103,10 @@ async def get_principal(
     bearer: Annotated[str | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
     cookie: Annotated[str | None, Depends(cookie_scheme)],
+    host_cookie: Annotated[str | None, Depends(host_cookie_scheme)],
 ) -> Principal:
-    """The caller, or 401 (403 for a cookie-authenticated write without a valid CSRF header)."""
+    """The caller, or 401 (403 for a cookie-authenticated write from another site or without
+    a valid CSRF header)."""
     if bearer:
         token = await tokens_crud.get_valid_token(session, bearer)
         if token is None:
@@ -86,11 +117,14 @@ async def get_principal(
         if row is None:
             raise NotAuthenticatedError("Invalid API key")
         return Principal(row.user, "api_key", key_admin_scope=row.is_admin)
-    if cookie:
-        token = await tokens_crud.get_valid_token(session, cookie)
+    session_cookie = host_cookie if is_secure(request) else cookie  # = read_session_cookie
+    if session_cookie:
+        token = await tokens_crud.get_valid_token(session, session_cookie)
         if token is None:
             raise NotAuthenticatedError("Invalid, expired or revoked session cookie")
-        check_csrf(request, settings.secret_key_value)
+        if request.method not in SAFE_METHODS:
+            check_same_site(request, settings.cors_origins)
+            check_csrf(request, settings.secret_key_value, bound_to=token.token_hash)
         return Principal(token.user, "cookie", token.token_hash)
     raise NotAuthenticatedError("Not authenticated")
 
@@ -133,3 +167,32 @@ async def get_admin_user(principal: AdminPrincipal) -> User:
 
 
 AdminUser = Annotated[User, Depends(get_admin_user)]
+
+
+# Everything that changes credentials (the password or email, API keys, signing out
+# everywhere) needs a login session: an API key, meant for scripts and easy to leak through
+# them, can use the account but never take it over.
+SESSION_REQUIRED = (
+    "This needs a login session (a bearer token from POST /token or the login cookie): "
+    "an API key cannot change credentials or manage API keys"
+)
+
+
+async def get_session_principal(principal: CurrentPrincipal) -> Principal:
+    """The caller authenticated by a login session (bearer token or cookie); 403 for an API
+    key, whatever its scope."""
+    if principal.method == "api_key" or principal.token_hash is None:
+        raise PermissionDeniedError(SESSION_REQUIRED)
+    return principal
+
+
+SessionPrincipal = Annotated[Principal, Depends(get_session_principal)]
+
+
+async def get_admin_session_principal(principal: AdminPrincipal) -> Principal:
+    """An admin through a login session; 403 for an API key, even one with the admin scope (a
+    leaked key must not make or unmake admins)."""
+    return await get_session_principal(principal)
+
+
+AdminSessionPrincipal = Annotated[Principal, Depends(get_admin_session_principal)]

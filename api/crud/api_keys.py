@@ -1,5 +1,7 @@
 """API keys: created with a name (and optionally the admin scope), shown once, stored as
-SHA-256, deleted by their owner."""
+SHA-256, deleted by their owner, or all at once when the owner's credentials are revoked
+(password change, sign-out everywhere, an admin's revocation, deactivation); a demotion deletes
+the admin-scope ones."""
 
 from __future__ import annotations
 
@@ -53,10 +55,26 @@ async def get_user_by_api_key(session: AsyncSession, key: str) -> User | None:
     return row.user if row is not None else None
 
 
-async def delete_api_key(session: AsyncSession, user_id: int, key_id: int) -> bool:
-    """Delete one of the user's keys; ``False`` if the user has no key with that id."""
+async def delete_api_key(session: AsyncSession, user_id: int, key_id: int) -> str | None:
+    """Delete one of the user's keys: its stored hash (to close the streams opened with it),
+    ``None`` if the user has no key with that id."""
     result = await session.execute(
-        delete(ApiKey).where(ApiKey.id == key_id, ApiKey.user_id == user_id)
+        delete(ApiKey)
+        .where(ApiKey.id == key_id, ApiKey.user_id == user_id)
+        .returning(ApiKey.key_hash)
     )
+    key_hash = result.scalar_one_or_none()
     await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return key_hash
+
+
+async def delete_user_api_keys(
+    session: AsyncSession, user_id: int, *, admin_scope_only: bool = False
+) -> int:
+    """Delete every key of a user (only those with the admin scope if ``admin_scope_only``) in
+    the caller's transaction (no commit); the number deleted."""
+    statement = delete(ApiKey).where(ApiKey.user_id == user_id)
+    if admin_scope_only:
+        statement = statement.where(ApiKey.is_admin.is_(True))
+    result = await session.execute(statement)
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -52,13 +52,22 @@ async def revoke_token(session: AsyncSession, token_hash: str) -> None:
     await session.commit()
 
 
-async def revoke_user_tokens(
+async def delete_user_tokens(
     session: AsyncSession, user_id: int, *, keep_hash: str | None = None
 ) -> int:
-    """Delete every token of a user (but ``keep_hash``); the number deleted."""
+    """Delete every token of a user (but ``keep_hash``) in the caller's transaction (no
+    commit); the number deleted."""
     statement = delete(AccessToken).where(AccessToken.user_id == user_id)
     if keep_hash is not None:
         statement = statement.where(AccessToken.token_hash != keep_hash)
     result = await session.execute(statement)
-    await session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_user_tokens(
+    session: AsyncSession, user_id: int, *, keep_hash: str | None = None
+) -> int:
+    """Delete every token of a user (but ``keep_hash``) and commit; the number deleted."""
+    deleted = await delete_user_tokens(session, user_id, keep_hash=keep_hash)
+    await session.commit()
+    return deleted

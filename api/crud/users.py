@@ -1,14 +1,33 @@
-"""Users: create, look up, authenticate, update."""
+"""Users: create, look up, authenticate, update, revoke every credential, (de)activate,
+promote and demote.
+
+Ending a user's credentials deletes their rows (access tokens and API keys), in the same
+transaction as the change that ends them: a new password (every other token, every key),
+deactivation (everything), demotion (the admin-scope keys, so a later promotion revives none).
+Inactive users are refused by every lookup (login, tokens, keys) whatever rows remain.
+"""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api import security
+from api.crud import api_keys as api_keys_crud
+from api.crud import tokens as tokens_crud
 from api.errors import EmailAlreadyExistsError
 from api.models import User
+
+
+@dataclass(frozen=True)
+class Revoked:
+    """How many credentials of a user were deleted."""
+
+    tokens: int
+    api_keys: int
 
 
 async def create_user(
@@ -59,11 +78,16 @@ async def update_user(
     *,
     email: str | None = None,
     hashed_password: str | None = None,
+    keep_token_hash: str | None = None,
 ) -> User:
+    """Change the email and/or the password hash. A new password also deletes every access
+    token of the user but ``keep_token_hash`` (the session making the change) and every API
+    key, in the same transaction; a taken email raises 400."""
     if email is not None:
         user.email = email
     if hashed_password is not None:
         user.hashed_password = hashed_password
+        await _delete_credentials(session, user.id, keep_token_hash=keep_token_hash)
     try:
         await session.commit()
     except IntegrityError as error:
@@ -72,7 +96,45 @@ async def update_user(
     return user
 
 
-async def set_admin(session: AsyncSession, user: User, is_admin: bool = True) -> User:
-    user.is_admin = is_admin
+async def _delete_credentials(
+    session: AsyncSession, user_id: int, *, keep_token_hash: str | None = None
+) -> Revoked:
+    tokens = await tokens_crud.delete_user_tokens(session, user_id, keep_hash=keep_token_hash)
+    keys = await api_keys_crud.delete_user_api_keys(session, user_id)
+    return Revoked(tokens=tokens, api_keys=keys)
+
+
+async def revoke_credentials(
+    session: AsyncSession, user_id: int, *, keep_token_hash: str | None = None
+) -> Revoked:
+    """Delete every access token (but ``keep_token_hash``) and every API key of a user."""
+    revoked = await _delete_credentials(session, user_id, keep_token_hash=keep_token_hash)
+    await session.commit()
+    return revoked
+
+
+async def update_status(
+    session: AsyncSession,
+    user: User,
+    *,
+    is_active: bool | None = None,
+    is_admin: bool | None = None,
+) -> User:
+    """Activate or deactivate, promote or demote (``None``: unchanged), in one transaction.
+    Deactivating deletes every token and API key of the user (a reactivated user starts with
+    none); demoting deletes the user's admin-scope keys (a later promotion revives none)."""
+    if is_active is not None:
+        user.is_active = is_active
+        if not is_active:
+            await _delete_credentials(session, user.id)
+    if is_admin is not None:
+        user.is_admin = is_admin
+        if not is_admin:
+            await api_keys_crud.delete_user_api_keys(session, user.id, admin_scope_only=True)
     await session.commit()
     return user
+
+
+async def set_admin(session: AsyncSession, user: User, is_admin: bool = True) -> User:
+    """Promote or demote (``python -m api.admin``); see :func:`update_status`."""
+    return await update_status(session, user, is_admin=is_admin)

@@ -13,10 +13,15 @@ Credentials that a case can end are handled, not excluded:
 
 * ``POST /logout`` revokes the token it is sent with, so each of its cases gets a fresh token of
   the same user;
-* ``DELETE /users/{user_id}/tokens`` (admin) revokes every token of whichever user the fuzzer
-  names, the test accounts included, so both accounts get new tokens after each of its cases;
+* ``DELETE /users/{user_id}/tokens`` (admin) revokes every token and API key of whichever user
+  the fuzzer names, the test accounts included, and ``DELETE /users/me/tokens`` (sign out
+  everywhere) every token of the user, so both accounts get new tokens after each of their cases;
+* ``PATCH /users/{user_id}`` (admin) may deactivate or promote whichever user the fuzzer names
+  (the admin cannot deactivate or demote itself: 400), so after each of its cases both accounts
+  get their status back (user: active, not an admin; admin: active admin) and new tokens;
 * ``PATCH /users/me`` with a new password revokes the user's *other* tokens (never the one it is
-  sent with, which is the one the later cases use);
+  sent with, which is the one the later cases use); it needs the current password, which the
+  fuzzer never guesses (403, then 429 once the account's failed attempts are used up);
 * there is no ``DELETE /users/me``; ``DELETE /users/me/api-keys/{id}`` removes keys, which these
   cases do not authenticate with.
 
@@ -62,6 +67,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api.config import Settings
+from api.crud import users as users_crud
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.accounts import PASSWORD, issue_token, make_account
 from tests.integration.api_client import app_settings, running_app
@@ -89,11 +95,14 @@ EXAMPLES = {
     "POST /login": 20,
     "PATCH /users/me": 20,
 }
-ADMIN_OPERATIONS = {"DELETE /users/{user_id}/tokens", "DELETE /cache"}
+ADMIN_OPERATIONS = {"DELETE /users/{user_id}/tokens", "DELETE /cache", "PATCH /users/{user_id}"}
 # Each case revokes the token it is sent with.
 FRESH_TOKEN_OPERATIONS = {"POST /logout"}
 # A case may revoke the test accounts' tokens: both get new ones after each case.
-REVOKING_OPERATIONS = {"DELETE /users/{user_id}/tokens"}
+REVOKING_OPERATIONS = {"DELETE /users/{user_id}/tokens", "DELETE /users/me/tokens"}
+# A case may deactivate, promote or demote a test account: their status is restored (and both
+# get new tokens) after each case.
+STATUS_OPERATIONS = {"PATCH /users/{user_id}"}
 
 
 @dataclass
@@ -122,6 +131,20 @@ class Stack:
     def renew(self) -> None:
         self.credentials.user_token = self.issue(self.credentials.user_id)
         self.credentials.admin_token = self.issue(self.credentials.admin_id)
+
+    def restore(self) -> None:
+        """The test accounts' status as it was (a deactivation also revoked their tokens)."""
+        credentials = self.credentials
+        self.portal.call(_set_status, self.app, credentials.user_id, False)
+        self.portal.call(_set_status, self.app, credentials.admin_id, True)
+        self.renew()
+
+
+async def _set_status(app: FastAPI, user_id: int, is_admin: bool) -> None:
+    async with app.state.database.sessions() as session:
+        user = await users_crud.get_user(session, user_id)
+        assert user is not None
+        await users_crud.update_status(session, user, is_active=True, is_admin=is_admin)
 
 
 @contextlib.contextmanager
@@ -273,7 +296,9 @@ def _fuzz(stack: Stack, operation: Any, how: Pass, outcome: Outcome) -> None:
         try:
             response = case.call(base_url=stack.base_url, headers=headers, timeout=60)
         finally:
-            if label in REVOKING_OPERATIONS:
+            if label in STATUS_OPERATIONS:
+                stack.restore()
+            elif label in REVOKING_OPERATIONS:
                 stack.renew()
         outcome.count(label, how.name, response.status_code)
         case.validate_response(response, checks=CHECKS, headers=headers)
