@@ -78,8 +78,14 @@ class NotFoundError(ApiError):
     status_code = 404
 
 
-class TooManyLoginAttemptsError(ApiError):
-    """Too many failed logins for an account or from an address (api/login_limits.py)."""
+class CrossSiteRequestError(PermissionDeniedError):
+    """A browser request from another site (``Sec-Fetch-Site: cross-site``, or an ``Origin``
+    that is neither this host nor in ``TRITONGATE_CORS_ORIGINS``) to log in or to write with the
+    login cookie (api/csrf.py)."""
+
+
+class RateLimitedError(ApiError):
+    """429 with ``Retry-After``: a limit of api/login_limits.py."""
 
     status_code = 429
 
@@ -89,6 +95,20 @@ class TooManyLoginAttemptsError(ApiError):
 
     def response_headers(self) -> dict[str, str]:
         return {**self.headers, "Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class TooManyLoginAttemptsError(RateLimitedError):
+    """Too many failed logins for an account or from an address (api/login_limits.py)."""
+
+
+class TooManyRegistrationsError(RateLimitedError):
+    """Too many registrations from one address (api/login_limits.py)."""
+
+
+class PasswordHashingBusyError(ApiError):
+    """The password hashing pool's queue is full (api/security.py): 503, retry later."""
+
+    status_code = 503
 
 
 class DatabaseUnavailableError(ApiError):

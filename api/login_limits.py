@@ -1,4 +1,5 @@
-"""Brute-force protection for the login routes (``POST /token``, ``POST /login``).
+"""Brute-force protection for the login routes (``POST /token``, ``POST /login``), and a
+per-address limit on ``POST /register``.
 
 Every login attempt is counted, within a fixed window (``TRITONGATE_LOGIN_WINDOW_S``, 15 min),
 under three counters before the password is checked:
@@ -23,6 +24,13 @@ an attacker can keep a user from logging in from a *new* address, never from one
 used within 30 days. The cost: an attacker sharing a known address (the same NAT) gets the
 per-account budget again there, and a successful login resets the account counter (an attacker
 gets another five guesses per window each time the user logs in).
+
+**Registration.** Every ``POST /register`` that passes validation counts, per client address
+(IPv6 per /64), within ``TRITONGATE_REGISTER_WINDOW_S`` (1 h): over
+``…_REGISTER_MAX_ATTEMPTS_PER_IP`` (20) it is refused with 429 and ``Retry-After`` before the
+password is hashed, so one address cannot spend the server's argon2 time (the hashing pool of
+api/security.py bounds what many addresses together can). Same stores, same switch
+(``…_LOGIN_RATE_LIMIT_ENABLED``), keys ``register:<address>``.
 
 **Client IP.** The ASGI scope's client address. The app never reads ``X-Forwarded-For`` itself:
 uvicorn and gunicorn replace the scope's client with the header's value only for peers listed in
@@ -59,7 +67,7 @@ from redis.exceptions import RedisError
 from starlette.requests import HTTPConnection
 
 from api.config import Settings
-from api.errors import TooManyLoginAttemptsError
+from api.errors import TooManyLoginAttemptsError, TooManyRegistrationsError
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +91,18 @@ class LoginLimits:
             max_per_account=settings.login_max_attempts_per_account,
             max_per_ip=settings.login_max_attempts_per_ip,
             known_ip_ttl_s=settings.login_known_ip_ttl_s,
+        )
+
+
+@dataclass(frozen=True)
+class RegisterLimits:
+    window_s: float
+    max_per_ip: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegisterLimits:
+        return cls(
+            window_s=settings.register_window_s, max_per_ip=settings.register_max_attempts_per_ip
         )
 
 
@@ -129,6 +149,10 @@ class AttemptKeys:
         )
 
 
+def registration_key(host: str) -> str:
+    return f"register:{ip_bucket(host)}"
+
+
 @dataclass(frozen=True)
 class Blocked:
     scope: LimitScope
@@ -148,6 +172,10 @@ class AttemptStore(Protocol):
     async def succeeded(self, keys: AttemptKeys, limits: LoginLimits) -> None:
         """Reset the account counters, give back the IP slot, mark the IP as known."""
 
+    async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        """Count one event under ``key`` (a window of ``window_s`` from its first), or, at
+        ``limit`` already, count nothing and return the seconds left in the window."""
+
     async def close(self) -> None: ...
 
 
@@ -162,8 +190,8 @@ class MemoryAttemptStore:
             raise ValueError("max_keys must be at least 1")
         self.max_keys = max_keys
         self._clock = clock
-        # key: (count, window end). Every window has the same length, so insertion order is
-        # expiry order and the front holds the oldest.
+        # key: (count, window end). The login windows have one length, so insertion order is
+        # (nearly: registration windows differ) expiry order and the front holds the oldest.
         self._counters: OrderedDict[str, tuple[int, float]] = OrderedDict()
         self._known: OrderedDict[str, float] = OrderedDict()  # key: expiry
 
@@ -237,6 +265,14 @@ class MemoryAttemptStore:
         self._make_room(self._known, lambda expires: expires, now)
         self._known[keys.known] = now + limits.known_ip_ttl_s
 
+    async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        now = self._clock()
+        wait = self._over(key, limit, now)
+        if wait is not None:
+            return wait
+        self._increment(key, window_s, now)
+        return None
+
     async def close(self) -> None:
         self._counters.clear()
         self._known.clear()
@@ -288,6 +324,23 @@ redis.call('SET', KEYS[4], '1', 'PX', ARGV[1])
 return 0
 """
 
+# KEYS: counter. ARGV: window (ms), limit. Returns 0 when counted, else the ms left.
+_HIT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[2]) then
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[1])
+    left = tonumber(ARGV[1])
+  end
+  return math.max(left, 1)
+end
+if redis.call('INCR', KEYS[1]) == 1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+end
+return 0
+"""
+
 _SCOPES: dict[int, LimitScope] = {1: "ip", 2: "account"}
 
 
@@ -306,6 +359,7 @@ class RedisAttemptStore:
         self.prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
         self._succeeded = client.register_script(_SUCCEEDED)
+        self._hit = client.register_script(_HIT)
 
     @classmethod
     def from_url(cls, url: str, *, prefix: str, timeout: float) -> RedisAttemptStore:
@@ -337,6 +391,11 @@ class RedisAttemptStore:
         args = [_ms(limits.known_ip_ttl_s)]
         await self._call(self._succeeded(keys=self._keys(keys), args=args))
 
+    async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        args = [_ms(window_s), limit]
+        left_ms = await self._call(self._hit(keys=[self.prefix + key], args=args))
+        return None if int(left_ms) == 0 else int(left_ms) / 1000.0
+
     async def close(self) -> None:
         await self.client.aclose()
 
@@ -349,15 +408,18 @@ _MESSAGES: dict[LimitScope, str] = {
 
 class LoginLimiter:
     """What the login routes call: :meth:`acquire` before checking a password (raises
-    :class:`TooManyLoginAttemptsError`), :meth:`succeeded` after a good one. ``store=None``
-    turns throttling off. With a ``fallback``, a failing store is bypassed for
-    ``retry_interval`` seconds (warned about at most once per ``warning_interval``)."""
+    :class:`TooManyLoginAttemptsError`), :meth:`succeeded` after a good one;
+    ``POST /register`` calls :meth:`acquire_registration` (with ``register_limits``) before
+    hashing. ``store=None`` turns throttling off. With a ``fallback``, a failing store is
+    bypassed for ``retry_interval`` seconds (warned about at most once per
+    ``warning_interval``)."""
 
     def __init__(
         self,
         store: AttemptStore | None,
         limits: LoginLimits,
         *,
+        register_limits: RegisterLimits | None = None,
         fallback: MemoryAttemptStore | None = None,
         retry_interval: float = 1.0,
         warning_interval: float = 30.0,
@@ -365,6 +427,7 @@ class LoginLimiter:
     ) -> None:
         self.store = store
         self.limits = limits
+        self.register_limits = register_limits
         self.fallback = fallback
         self.retry_interval = retry_interval
         self.warning_interval = warning_interval
@@ -388,6 +451,19 @@ class LoginLimiter:
             return
         keys = AttemptKeys.for_login(email, host)
         await self._run(lambda store: store.succeeded(keys, self.limits))
+
+    async def acquire_registration(self, host: str) -> None:
+        """Count a registration from ``host``, or raise :class:`TooManyRegistrationsError`."""
+        limits = self.register_limits
+        if self.store is None or limits is None:
+            return
+        key = registration_key(host)
+        wait = await self._run(lambda store: store.hit(key, limits.max_per_ip, limits.window_s))
+        if wait is not None:
+            seconds = max(1, math.ceil(wait))
+            raise TooManyRegistrationsError(
+                f"Too many registrations from this address; try again in {seconds} seconds", wait
+            )
 
     async def _run(self, call: Callable[[AttemptStore], Awaitable[_T]]) -> _T:
         assert self.store is not None
@@ -417,9 +493,11 @@ class LoginLimiter:
 
 
 def build_login_limiter(settings: Settings) -> LoginLimiter:
-    """The configured limiter: Redis (with a memory fallback) when REDIS_URL is set, else
-    memory; a no-op when ``login_rate_limit_enabled`` is false. Nothing connects here."""
+    """The configured limiter (logins and registrations): Redis (with a memory fallback) when
+    REDIS_URL is set, else memory; a no-op when ``login_rate_limit_enabled`` is false. Nothing
+    connects here."""
     limits = LoginLimits.from_settings(settings)
+    register_limits = RegisterLimits.from_settings(settings)
     if not settings.login_rate_limit_enabled:
         logger.info("login limits: disabled")
         return LoginLimiter(None, limits)
@@ -427,7 +505,7 @@ def build_login_limiter(settings: Settings) -> LoginLimiter:
     url = settings.redis_url_value
     if url is None:
         logger.info("login limits: in-process (per worker)")
-        return LoginLimiter(memory, limits)
+        return LoginLimiter(memory, limits, register_limits=register_limits)
     parts = urlsplit(url)
     logger.info("login limits: redis at %s:%s", parts.hostname, parts.port or 6379)
     store = RedisAttemptStore.from_url(
@@ -436,6 +514,7 @@ def build_login_limiter(settings: Settings) -> LoginLimiter:
     return LoginLimiter(
         store,
         limits,
+        register_limits=register_limits,
         fallback=memory,
         retry_interval=settings.cache_retry_interval_s,
         warning_interval=settings.cache_warning_interval_s,

@@ -1,5 +1,11 @@
 """Registration and login: ``/register``, ``/token`` (OAuth2 password flow), ``/login`` (cookie),
-``/logout`` and ``/csrf``: the book's chapter 7 endpoints."""
+``/logout`` and ``/csrf``: the book's chapter 7 endpoints.
+
+Registrations are limited per client address before the password is hashed (429); hashing and
+verifying go through the bounded pool of api/security.py (503 when full). ``/login`` refuses
+cross-site browser posts (403, api/csrf.py) and always issues a CSRF token bound to the new
+session; cookies are named by scheme (api/cookies.py).
+"""
 
 from __future__ import annotations
 
@@ -10,29 +16,48 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api import security
-from api.auth import TOKEN_COOKIE, CurrentTokenHash
+from api.auth import CurrentTokenHash, read_session_cookie, session_cookie_name
+from api.cookies import is_secure
 from api.crud import tokens as tokens_crud
 from api.crud import users as users_crud
-from api.csrf import CSRF_COOKIE, is_valid_csrf_token, new_csrf_token, set_csrf_cookie
+from api.csrf import (
+    check_same_site,
+    csrf_cookie_name,
+    delete_csrf_cookie,
+    is_valid_csrf_token,
+    new_csrf_token,
+    session_binding,
+    set_csrf_cookie,
+)
 from api.db import SessionDep
 from api.deps import LoginLimiterDep, SettingsDep
 from api.errors import NotAuthenticatedError
 from api.login_limits import client_ip
 from api.models import User
 from api.responses import error_responses
+from api.revocation import close_streams
 from api.schemas.users import CsrfToken, Token, UserCreate, UserRead
 
 router = APIRouter(tags=["auth"])
 
 BAD_CREDENTIALS = "Incorrect email or password"
-LOGIN_RESPONSES = error_responses(
+HASHING_BUSY = (503, "Too many password hashes in progress; see Retry-After")
+TOKEN_RESPONSES = error_responses(
     (401, BAD_CREDENTIALS),
     (429, "Too many failed login attempts for this account or from this address"),
+    HASHING_BUSY,
 )
-
-
-def _is_https(request: Request) -> bool:
-    return request.url.scheme == "https"
+LOGIN_RESPONSES = error_responses(
+    (401, BAD_CREDENTIALS),
+    (403, "A cross-site request (`Origin` or `Sec-Fetch-Site`)"),
+    (429, "Too many failed login attempts for this account or from this address"),
+    HASHING_BUSY,
+)
+REGISTER_RESPONSES = error_responses(
+    (400, "Email already exists, or a malformed body"),
+    (429, "Too many registrations from this address"),
+    HASHING_BUSY,
+)
 
 
 async def _authenticate(
@@ -50,28 +75,31 @@ async def _authenticate(
 
 
 def _csrf_token(request: Request, response: Response, secret_key: str) -> str:
-    """The caller's valid CSRF token, or a new one set as the cookie."""
-    current = request.cookies.get(CSRF_COOKIE)
-    if current and is_valid_csrf_token(current, secret_key):
+    """The caller's CSRF token if it is valid for the caller's session (or, without a login
+    cookie, an anonymous one), else a new one set as the cookie."""
+    cookie = read_session_cookie(request)
+    bound_to = session_binding(security.hash_secret(cookie) if cookie else None)
+    current = request.cookies.get(csrf_cookie_name(request))
+    if current and is_valid_csrf_token(current, secret_key, bound_to):
         return current
-    token = new_csrf_token(secret_key)
-    set_csrf_cookie(response, token, secure=_is_https(request))
+    token = new_csrf_token(secret_key, bound_to)
+    set_csrf_cookie(response, token, request)
     return token
 
 
-@router.post(
-    "/register",
-    status_code=status.HTTP_201_CREATED,
-    responses=error_responses((400, "Email already exists, or a malformed body")),
-)
-async def register(body: UserCreate, session: SessionDep) -> UserRead:
-    """Create an account (password: 8 to 256 characters, else 422)."""
+@router.post("/register", status_code=status.HTTP_201_CREATED, responses=REGISTER_RESPONSES)
+async def register(
+    body: UserCreate, request: Request, session: SessionDep, limiter: LoginLimiterDep
+) -> UserRead:
+    """Create an account (password: 8 to 256 characters, else 422). Attempts are limited per
+    client address (429 with `Retry-After`, before any hashing)."""
+    await limiter.acquire_registration(client_ip(request))
     hashed = await security.hash_password_in_thread(body.password)
     user = await users_crud.create_user(session, body.email, hashed)
     return UserRead.model_validate(user)
 
 
-@router.post("/token", responses=LOGIN_RESPONSES)
+@router.post("/token", responses=TOKEN_RESPONSES)
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     request: Request,
@@ -97,35 +125,51 @@ async def login(
     settings: SettingsDep,
     limiter: LoginLimiterDep,
 ) -> CsrfToken:
-    """Browser login: sets the HttpOnly, SameSite=Lax `token` cookie (Secure over HTTPS) and the
-    CSRF cookie, whose value (also in the body) writes must send as `x-csrf-token`. Failed
+    """Browser login: sets the HttpOnly, SameSite=Lax `token` cookie (over HTTPS: Secure and
+    named `__Host-token`) and a new CSRF cookie bound to this session, whose value (also in the
+    body) writes must send as `x-csrf-token`. A cross-site browser post is refused (403). Failed
     attempts are limited as for `/token`."""
+    check_same_site(request, settings.cors_origins)
     user = await _authenticate(request, session, limiter, email, password)
     lifetime = settings.access_token_expire_s
-    value, _ = await tokens_crud.create_access_token(session, user, timedelta(seconds=lifetime))
+    value, row = await tokens_crud.create_access_token(session, user, timedelta(seconds=lifetime))
     response.set_cookie(
-        TOKEN_COOKIE,
+        session_cookie_name(request),
         value,
         max_age=lifetime,
-        secure=_is_https(request),
+        path="/",
+        secure=is_secure(request),
         httponly=True,
         samesite="lax",
     )
-    return CsrfToken(csrf_token=_csrf_token(request, response, settings.secret_key_value))
+    csrf_token = new_csrf_token(settings.secret_key_value, session_binding(row.token_hash))
+    set_csrf_cookie(response, csrf_token, request)
+    return CsrfToken(csrf_token=csrf_token)
 
 
 @router.post(
     "/logout",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses((400, "Authenticated by an API key: no token to revoke"), 401, 403),
+    responses=error_responses(
+        (400, "Authenticated by an API key: no token to revoke"),
+        401,
+        (403, "A cookie write from another site or without a valid `x-csrf-token`"),
+    ),
 )
-async def logout(token_hash: CurrentTokenHash, response: Response, session: SessionDep) -> None:
-    """Revoke the access token of this request (bearer or cookie) and clear the cookie."""
+async def logout(
+    token_hash: CurrentTokenHash, request: Request, response: Response, session: SessionDep
+) -> None:
+    """Revoke the access token of this request (bearer or cookie) and clear the cookies."""
     await tokens_crud.revoke_token(session, token_hash)
-    response.delete_cookie(TOKEN_COOKIE)
+    await close_streams(request.app, "logged out", credential_hash=token_hash)
+    response.delete_cookie(
+        session_cookie_name(request), path="/", secure=is_secure(request), httponly=True
+    )
+    delete_csrf_cookie(response, request)
 
 
 @router.get("/csrf")
 async def csrf(request: Request, response: Response, settings: SettingsDep) -> CsrfToken:
-    """Set the CSRF cookie (the double-submit value); the body carries the same value."""
+    """Set the CSRF cookie (the double-submit value, bound to the caller's login cookie if any);
+    the body carries the same value."""
     return CsrfToken(csrf_token=_csrf_token(request, response, settings.secret_key_value))

@@ -19,6 +19,8 @@ import pytest
 from fastapi import FastAPI
 
 from api import security
+from api.config import Settings
+from api.login_limits import MemoryAttemptStore, RegisterLimits, build_login_limiter
 from tests.integration.accounts import PASSWORD, make_account, unique_email
 from tests.integration.api_client import db_app_settings, running_app
 from tests.integration.redis_server import remove_prefix, shared_redis_url, unique_prefix
@@ -275,3 +277,64 @@ def test_limits_can_be_turned_off(tmp_path: Path) -> None:
             assert (await token(client, account.email, PASSWORD)).status_code == 200
 
     asyncio.run(check())
+
+
+def test_registrations_are_limited_per_address_before_any_hash(
+    tmp_path: Path, store_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three registrations per address per hour here: the fourth from that address is a 429
+    with Retry-After and costs no argon2 hash (a taken email counts, a 422 does not); another
+    address registers as before."""
+    hashed: list[str] = []
+    real_hash = security.hash_password
+
+    def spy(password: str) -> str:
+        hashed.append(password)
+        return real_hash(password)
+
+    monkeypatch.setattr(security, "hash_password", spy)
+
+    async def check() -> None:
+        settings = db_app_settings(
+            sqlite(tmp_path), register_max_attempts_per_ip=3, **store_settings
+        )
+        async with (
+            running_app(settings, inference=False) as (app, _),
+            client_at(app, ATTACKER) as attacker,
+            client_at(app, HOME) as home,
+        ):
+            taken = unique_email("taken")
+            statuses = []
+            for email in (taken, taken, unique_email("new")):
+                body = {"email": email, "password": PASSWORD}
+                statuses.append((await attacker.post("/register", json=body)).status_code)
+            assert statuses == [201, 400, 201]
+            short = {"email": unique_email("short"), "password": "short"}
+            assert (await attacker.post("/register", json=short)).status_code == 422
+            assert len(hashed) == 3
+            for _ in range(3):
+                body = {"email": unique_email("refused"), "password": PASSWORD}
+                refused = await attacker.post("/register", json=body)
+                assert refused.status_code == 429, refused.text
+                retry_after = int(refused.headers["retry-after"])
+                assert 1 <= retry_after <= 3600
+                assert refused.json() == {
+                    "detail": "Too many registrations from this address; "
+                    f"try again in {retry_after} seconds"
+                }
+            assert len(hashed) == 3  # no hash for a refused registration
+            body = {"email": unique_email("home"), "password": PASSWORD}
+            assert (await home.post("/register", json=body)).status_code == 201
+            # Logging in from the limited address is another budget.
+            assert (await token(attacker, taken, PASSWORD)).status_code == 200
+            store = "redis" if store_settings else "memory"
+            print(f"\n{store}: 3 registrations -> {statuses}, 4th -> 429 ({retry_after} s)")
+
+    asyncio.run(check())
+
+
+def test_the_registration_limit_defaults_to_20_per_hour() -> None:
+    """Out of the box (the test settings lift it for the rest of the suite)."""
+    limiter = build_login_limiter(Settings(_env_file=None))  # type: ignore[call-arg]
+    assert limiter.register_limits == RegisterLimits(window_s=3600.0, max_per_ip=20)
+    assert isinstance(limiter.store, MemoryAttemptStore)

@@ -54,16 +54,19 @@ def _request(method: str, headers: dict[str, str]) -> Request:
 def test_csrf_header_and_signature_are_compared_in_constant_time(
     compared: list[tuple[bytes, bytes]],
 ) -> None:
-    token = new_csrf_token(SECRET_KEY)
+    session = "5" * 64
+    token = new_csrf_token(SECRET_KEY, session)
     nonce, _, signature = token.partition(".")
     good = {"cookie": f"{CSRF_COOKIE}={token}", CSRF_HEADER: token}
-    check_csrf(_request("POST", good), SECRET_KEY)
+    check_csrf(_request("POST", good), SECRET_KEY, bound_to=session)
     assert (token.encode(), token.encode()) in compared
-    assert (signature.encode(), security.sign(nonce, SECRET_KEY).encode()) in compared
+    expected = security.sign(f"csrf|{session}|{nonce}", SECRET_KEY)
+    assert (signature.encode(), expected.encode()) in compared
 
     compared.clear()
     with pytest.raises(CsrfError):
-        check_csrf(_request("POST", {**good, CSRF_HEADER: token + "x"}), SECRET_KEY)
+        bad = _request("POST", {**good, CSRF_HEADER: token + "x"})
+        check_csrf(bad, SECRET_KEY, bound_to=session)
     assert compared == [(token.encode(), (token + "x").encode())]
 
 
@@ -71,11 +74,12 @@ def test_the_metrics_token_is_compared_in_constant_time(
     compared: list[tuple[bytes, bytes]],
 ) -> None:
     settings = Settings(_env_file=None, metrics_token=METRICS_TOKEN)  # type: ignore[call-arg]
+    scrape = _request("GET", {})
     with pytest.raises(NotAuthenticatedError):
-        asyncio.run(check_metrics_token(settings, "Bearer a-guess"))
+        asyncio.run(check_metrics_token(scrape, settings, "Bearer a-guess"))
     assert compared == [(b"a-guess", METRICS_TOKEN.encode())]
     compared.clear()
-    asyncio.run(check_metrics_token(settings, f"Bearer {METRICS_TOKEN}"))
+    asyncio.run(check_metrics_token(scrape, settings, f"Bearer {METRICS_TOKEN}"))
     assert compared == [(METRICS_TOKEN.encode(), METRICS_TOKEN.encode())]
 
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from api.errors import TooManyLoginAttemptsError
+from api.errors import TooManyLoginAttemptsError, TooManyRegistrationsError
 from api.login_limits import (
     AttemptKeys,
     AttemptStoreUnavailableError,
@@ -15,8 +15,10 @@ from api.login_limits import (
     LoginLimiter,
     LoginLimits,
     MemoryAttemptStore,
+    RegisterLimits,
     account_id,
     ip_bucket,
+    registration_key,
 )
 
 LIMITS = LoginLimits(window_s=60.0, max_per_account=3, max_per_ip=5, known_ip_ttl_s=3600.0)
@@ -127,6 +129,10 @@ class FailingStore:
         self.calls += 1
         raise AttemptStoreUnavailableError("down")
 
+    async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        self.calls += 1
+        raise AttemptStoreUnavailableError("down")
+
     async def close(self) -> None:
         pass
 
@@ -162,5 +168,64 @@ def test_no_store_means_no_limit() -> None:
         limiter = LoginLimiter(None, LIMITS)
         for _ in range(10):
             await limiter.acquire("ada@example.com", "203.0.113.1")
+
+    asyncio.run(check())
+
+
+REGISTER = RegisterLimits(window_s=3600.0, max_per_ip=2)
+
+
+def test_registrations_are_limited_per_address_then_the_window_ends() -> None:
+    async def check() -> None:
+        clock = Clock()
+        limiter = LoginLimiter(
+            MemoryAttemptStore(100, clock), LIMITS, register_limits=REGISTER, clock=clock
+        )
+        for _ in range(2):
+            await limiter.acquire_registration("203.0.113.1")
+        clock.now += 600
+        with pytest.raises(TooManyRegistrationsError) as refused:
+            await limiter.acquire_registration("203.0.113.1")
+        assert refused.value.status_code == 429
+        assert refused.value.response_headers()["Retry-After"] == "3000"
+        assert refused.value.detail == (
+            "Too many registrations from this address; try again in 3000 seconds"
+        )
+        # Another address (IPv6: another /64) has its own count; logins are not affected.
+        await limiter.acquire_registration("203.0.113.2")
+        await limiter.acquire("ada@example.com", "203.0.113.1")
+        clock.now += 3000
+        await limiter.acquire_registration("203.0.113.1")
+
+    asyncio.run(check())
+
+
+def test_registration_keys_count_ipv6_per_64() -> None:
+    assert registration_key("2001:db8:1:2::1") == registration_key("2001:db8:1:2::ffff")
+    assert registration_key("2001:db8:1:2::1") == "register:2001:db8:1:2::/64"
+    assert registration_key("::ffff:203.0.113.1") == "register:203.0.113.1"
+
+
+def test_registration_limit_falls_back_to_memory_and_can_be_off() -> None:
+    async def check() -> None:
+        clock = Clock()
+        failing = FailingStore()
+        limiter = LoginLimiter(
+            failing,
+            LIMITS,
+            register_limits=REGISTER,
+            fallback=MemoryAttemptStore(100, clock),
+            clock=clock,
+        )
+        for _ in range(2):
+            await limiter.acquire_registration("203.0.113.1")
+        with pytest.raises(TooManyRegistrationsError):
+            await limiter.acquire_registration("203.0.113.1")
+        for off in (
+            LoginLimiter(None, LIMITS, register_limits=REGISTER),
+            LoginLimiter(MemoryAttemptStore(100, clock), LIMITS),
+        ):
+            for _ in range(5):
+                await off.acquire_registration("203.0.113.1")
 
     asyncio.run(check())
