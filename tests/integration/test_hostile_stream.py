@@ -6,8 +6,11 @@ small limits so the tests run fast (README "Hostile input"):
 * a client sending over 10x that (burst included) gets an error and a close with 1008;
 * more than ``stream_max_connections`` streams: the handshake is refused with HTTP 503 and
   ``Retry-After``; a place freed by a closed stream is reused;
-* no frame for ``stream_idle_timeout_s``: close 1000 with the reason (settings messages do not
-  count as frames);
+* with ``inference_auth=required``: more than ``stream_max_per_user`` streams of one user are
+  refused (503, naming the per-user limit) while other users still connect, and a handshake
+  without valid credentials is refused (403) before it takes any place, even on a full worker;
+* no valid frame for ``stream_idle_timeout_s``: close 1000 with the reason (settings messages
+  and junk frames, 1-byte or with a JPEG signature, do not keep a stream alive);
 * text where frames are expected: an error message each, the stream continues;
 * a frame over ``max_upload_bytes`` gets an error, the stream continues; a message over
   uvicorn's ``ws_max_size`` (16 MiB), raw or deflate-compressed, is closed with 1009 before it
@@ -27,10 +30,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from PIL import Image
 
+from api.streaming import NOT_AN_IMAGE
 from serving.launcher import LocalTriton
 from tests.helpers.memory import MIB, peak_rss_growth
 from tests.integration.live_server import LiveServer, live_api
@@ -39,6 +44,8 @@ RATE = 5.0  # frames per second
 BURST = 5
 FLOOD = 10 * (RATE + BURST)  # roughly what arrives in the first second before the close
 MAX_CONNECTIONS = 2
+PER_USER = 2
+GUARDED_MAX_CONNECTIONS = 4
 IDLE_S = 3.0
 UPLOAD_LIMIT = 10 * 1024 * 1024  # Settings.max_upload_bytes' default
 UVICORN_WS_MAX_SIZE = 16 * 1024 * 1024
@@ -58,6 +65,35 @@ def server(
         stream_idle_timeout_s=IDLE_S,
     ) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def guarded(
+    triton: LocalTriton, exported_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """Streams need credentials; at most PER_USER per user, GUARDED_MAX_CONNECTIONS in all."""
+    with live_api(
+        triton,
+        exported_repository,
+        tmp_path_factory.mktemp("guarded"),
+        inference_auth="required",
+        stream_max_per_user=PER_USER,
+        stream_max_connections=GUARDED_MAX_CONNECTIONS,
+    ) as running:
+        yield running
+
+
+def _api_key(server: LiveServer) -> str:
+    """A new user's API key."""
+    email = f"camera-{os.urandom(4).hex()}@example.com"
+    password = "a long enough password"
+    base = server.base_url
+    assert httpx.post(f"{base}/register", json={"email": email, "password": password}).is_success
+    token = httpx.post(f"{base}/token", data={"username": email, "password": password})
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    key = httpx.post(f"{base}/users/me/api-keys", json={"name": "camera"}, headers=headers)
+    assert key.status_code == 201, key.text
+    return str(key.json()["key"])
 
 
 def _jpeg(shade: int = 90, size: tuple[int, int] = (64, 48)) -> bytes:
@@ -82,12 +118,23 @@ async def _connect(server: LiveServer, **options: Any) -> Any:
             await asyncio.sleep(0.1)
 
 
+async def _refused(server: LiveServer, **options: Any) -> Any:
+    """The HTTP response refusing this handshake (fails if it is accepted)."""
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        socket = await websockets.connect(f"{server.ws_url}/object-detection", **options)
+        await socket.close()
+    return refused.value.response
+
+
 async def _until_closed(socket: Any, timeout: float = 30.0) -> tuple[list[dict[str, Any]], Any]:
-    """Every message until the server closes; the messages and the close frame received."""
+    """Every message until the server closes, within ``timeout`` in all (a stream that keeps
+    talking fails too); the messages and the close frame received."""
     messages = []
+    deadline = time.monotonic() + timeout
     with pytest.raises(websockets.ConnectionClosed) as closed:
         while True:
-            messages.append(json.loads(await asyncio.wait_for(socket.recv(), timeout)))
+            left = max(deadline - time.monotonic(), 0.0)
+            messages.append(json.loads(await asyncio.wait_for(socket.recv(), left)))
     return messages, closed.value.rcvd
 
 
@@ -201,6 +248,105 @@ def test_an_idle_stream_is_closed_with_1000_and_the_reason(server: LiveServer) -
     assert close.reason == f"idle: no frame for {IDLE_S:g} s"
     assert IDLE_S - 0.2 <= idle < IDLE_S + 2.0
     assert messages == []
+
+
+def test_junk_frames_do_not_keep_a_stream_alive_past_the_idle_timeout(server: LiveServer) -> None:
+    junk = [b"x", b"\xff\xd8\xff" + bytes(20)]  # one byte; a JPEG signature with no image
+
+    async def scenario() -> tuple[float, int, list[dict[str, Any]], Any]:
+        socket = await _connect(server)
+        await socket.send(_jpeg())
+        assert "error" not in await _receive_json(socket)
+        last_valid = time.monotonic()
+        sent = 0
+
+        async def send_junk() -> None:  # 4 a second: under the rate limit, no flood
+            nonlocal sent
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    await socket.send(junk[sent % 2])
+                    sent += 1
+                    await asyncio.sleep(0.25)
+
+        sender = asyncio.create_task(send_junk())
+        try:
+            messages, close = await _until_closed(socket, timeout=IDLE_S * 3)
+        finally:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        return time.monotonic() - last_valid, sent, messages, close
+
+    idle, sent, messages, close = asyncio.run(scenario())
+    print(
+        f"\n{sent} junk frames at 4/s: closed {idle:.2f} s after the last valid frame "
+        f"({close.reason!r})"
+    )
+    assert close.code == 1000
+    assert close.reason == f"idle: no frame for {IDLE_S:g} s"
+    assert IDLE_S - 0.2 <= idle < IDLE_S + 1.5
+    assert sent >= 4 * (IDLE_S - 1)
+    errors = [message["error"] for message in messages]
+    assert len(errors) >= sent - 2 and NOT_AN_IMAGE in errors, "each junk frame got an error"
+
+
+def test_a_user_at_the_per_user_cap_is_refused_one_more_stream_while_another_user_connects(
+    guarded: LiveServer,
+) -> None:
+    greedy, polite = _api_key(guarded), _api_key(guarded)
+
+    async def scenario() -> tuple[Any, dict[str, Any], list[dict[str, Any]]]:
+        held = [await _connect(guarded, additional_headers={"X-API-Key": greedy})]
+        held.append(await _connect(guarded, additional_headers={"X-API-Key": greedy}))
+        refused = await _refused(guarded, additional_headers={"X-API-Key": greedy})
+        other = await _connect(guarded, additional_headers={"X-API-Key": polite})
+        async with other:
+            await other.send(_jpeg())
+            others_result = await _receive_json(other)
+        results = []
+        for socket in held:
+            async with socket:
+                await socket.send(_jpeg(30))
+                results.append(await _receive_json(socket))
+        return refused, others_result, results
+
+    refused, others_result, held_results = asyncio.run(scenario())
+    print(f"\none stream over the per-user cap: {refused.status_code} {refused.body!r}")
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    assert json.loads(refused.body) == {
+        "detail": f"too many detection streams for this user ({PER_USER} per user per worker); "
+        "close one or retry later"
+    }
+    assert others_result["frame"] == 1 and "error" not in others_result
+    assert all(result["frame"] == 1 and "error" not in result for result in held_results)
+
+
+def test_credentials_are_checked_before_a_stream_takes_a_place(guarded: LiveServer) -> None:
+    keys = [_api_key(guarded) for _ in range(GUARDED_MAX_CONNECTIONS // PER_USER + 1)]
+
+    async def scenario() -> tuple[list[Any], Any]:
+        held = [
+            await _connect(guarded, additional_headers={"X-API-Key": key})
+            for key in keys[:-1]
+            for _ in range(PER_USER)
+        ]  # the worker is full
+        try:
+            anonymous = [
+                await _refused(guarded),
+                await _refused(guarded, additional_headers={"X-API-Key": "not-a-key"}),
+            ]
+            full = await _refused(guarded, additional_headers={"X-API-Key": keys[-1]})
+        finally:
+            for socket in held:
+                await socket.close()
+        return anonymous, full
+
+    anonymous, full = asyncio.run(scenario())
+    assert [response.status_code for response in anonymous] == [403, 403]
+    assert full.status_code == 503
+    assert json.loads(full.body) == {
+        "detail": f"too many detection streams ({GUARDED_MAX_CONNECTIONS} per worker); retry later"
+    }
 
 
 def test_text_where_frames_are_expected_gets_errors_and_the_stream_continues(
