@@ -11,7 +11,9 @@ so a request pays a context-variable set, two clock reads and a counter/histogra
 * Metrics are labelled with the route template (``/models/{name}``), never the raw path, so
   label sets stay bounded; requests that match no route are ``unmatched``.
 * The access line (``TRITONGATE_ACCESS_LOG=true``, logger ``tritongate.access``) has the method,
-  the path without its query string (where tokens may be), status and duration.
+  the path without its query string (where tokens may be), status and duration. The path is the
+  decoded one and may hold control characters (``%0a``): the formatters escape them
+  (``api/logging_setup.py``), so it cannot start a line of its own.
 * An exception that escapes the app is logged with the request id and answered with a 500
   carrying the same headers (when the response has not started yet).
 """

@@ -1,6 +1,14 @@
-"""What is served: ``GET /models`` and ``GET /models/{name}``."""
+"""What is served: ``GET /models`` and ``GET /models/{name}`` (public: no credentials).
+
+The weights' provenance is shown in a public view: where the weights and data came from
+(source, hub id and revision, seed, dataset name and sizes), accuracy, ``random_weights`` and
+the export date. Host paths, file checksums and exact library versions stay in the repository's
+``provenance.json``: they tell an attacker more than they tell a user.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 
@@ -11,6 +19,36 @@ from serving.registry import ModelRegistry, ModelState
 from serving.specs import MODEL_SPECS, TensorSpec
 
 router = APIRouter(tags=["models"])
+
+
+# Top-level provenance entries shown to anyone: ``None`` for a scalar kept as is, else the
+# fields kept from that object. Anything not listed is left out.
+PUBLIC_PROVENANCE: dict[str, tuple[str, ...] | None] = {
+    "exported_at": None,
+    "random_weights": None,
+    "note": None,
+    "weights": ("source", "hub_id", "revision", "seed", "architecture"),
+    "dataset": ("name", "kind", "categories", "train_documents", "test_documents"),
+    "metrics": ("accuracy",),
+}
+_SCALARS = (str, bool, int, float)
+
+
+def public_provenance(provenance: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The allow-listed part of ``provenance`` (``None`` when nothing is left)."""
+    if not provenance:
+        return None
+    public: dict[str, Any] = {}
+    for name, fields in PUBLIC_PROVENANCE.items():
+        value = provenance.get(name)
+        if fields is None:
+            if isinstance(value, _SCALARS):
+                public[name] = value
+        elif isinstance(value, dict):
+            kept = {field: value[field] for field in fields if field in value}
+            if kept:
+                public[name] = kept
+    return public or None
 
 
 def _tensors(tensors: tuple[TensorSpec, ...]) -> list[TensorInfo]:
@@ -32,7 +70,7 @@ def describe(registry: ModelRegistry, state: ModelState) -> ModelDescription:
         outputs=_tensors(info.outputs if info else spec.outputs),
         labels=list(state.labels),
         random_weights=random_weights,
-        provenance=provenance,
+        provenance=public_provenance(provenance),
         error=state.error,
     )
 

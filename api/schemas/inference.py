@@ -136,7 +136,11 @@ class ModelDescription(BaseModel):
                     ],
                     "labels": ["N/A", "person", "bicycle", "..."],
                     "random_weights": True,
-                    "provenance": {"weights": {"source": "random-init", "seed": 0}},
+                    "provenance": {
+                        "weights": {"source": "random-init", "seed": 0},
+                        "random_weights": True,
+                        "exported_at": "2026-01-05T10:12:03+00:00",
+                    },
                     "error": None,
                 }
             ]
@@ -152,7 +156,14 @@ class ModelDescription(BaseModel):
     outputs: list[TensorInfo]
     labels: list[str]
     random_weights: bool = Field(description="True when the weights are random (no real model).")
-    provenance: dict[str, Any] | None = Field(description="Where the weights came from.")
+    provenance: dict[str, Any] | None = Field(
+        description=(
+            "Where the weights came from (public view): `weights` (source, hub_id, revision, "
+            "seed, architecture), `dataset` (name, categories, document counts), "
+            "`metrics.accuracy`, `random_weights`, `note` and `exported_at`, when known. Host "
+            "paths and library versions are not shown."
+        )
+    )
     error: str | None = None
 
 

@@ -1,16 +1,19 @@
 """Logs and stream metrics of a real uvicorn process: JSON lines for our loggers and uvicorn's,
-the request id on the lines of its request, and no credential ever written (bearer token, API
-key, password, the Redis URL's password, WebSocket query-string tokens)."""
+the request id on the lines of its request, no credential ever written (bearer token, API key,
+password, the Redis URL's password, WebSocket query-string tokens however they are spelled), and
+no line forged by control characters in a path (JSON and text formats)."""
 
 from __future__ import annotations
 
 import asyncio
 import io
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -53,9 +56,8 @@ def _jpeg() -> bytes:
     return buffer.getvalue()
 
 
-def _credentials(base: str) -> tuple[str, str]:
+def _credentials(base: str, email: str = "logs@example.com") -> tuple[str, str]:
     """A new user's bearer token and API key, through the real endpoints."""
-    email = "logs@example.com"
     assert httpx.post(f"{base}/register", json={"email": email, "password": PASSWORD}).is_success
     token = httpx.post(f"{base}/token", data={"username": email, "password": PASSWORD}).json()[
         "access_token"
@@ -123,3 +125,80 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(server: LiveServer) -> N
     for secret in (token, key, PASSWORD, REDIS_PASSWORD):
         assert secret not in log
     assert "?token=[redacted]" in log and "?api_key=[redacted]" in log
+
+
+async def _handshake(url: str) -> bool:
+    """Whether the server accepted a WebSocket handshake at ``url`` (the query sent as is)."""
+    try:
+        async with websockets.connect(url, open_timeout=30):
+            return True
+    except websockets.InvalidStatus:
+        return False
+
+
+def test_encoded_credential_names_in_stream_queries_are_redacted(server: LiveServer) -> None:
+    """uvicorn logs each handshake with its raw query string; Starlette decodes the names, so
+    ``?%74oken=`` and ``?api%5Fkey=`` authenticate: none of these spellings reach the log."""
+    token, key = _credentials(server.base_url, "encoded-logs@example.com")
+    key_rest = key.removeprefix("tg_")
+    attempts = {
+        f"/ws/detect?%74oken={token}": True,
+        f"/ws/detect?api%5Fkey={key}": True,
+        f"/object-detection?api_key=tg%5F{key_rest}": True,
+        f"/ws/detect?TOKEN={token}": False,  # names are case-sensitive: refused, still logged
+        f"/ws/detect?token=tg%5F{key_rest}": False,  # a key where a token goes
+    }
+    for path, accepted in attempts.items():
+        assert asyncio.run(_handshake(f"{server.ws_url}{path}")) is accepted, path
+    for path in attempts:  # every handshake is logged, with its query (redacted)
+        _wait_for(server, f"{path.split('=')[0]}=[redacted]")
+    log = server.log()
+    for secret in (token, key, key_rest):
+        assert secret not in log
+
+
+FORGED = "2026-01-05T10:12:03.512Z INFO     tritongate.access [forged] GET /admin 200 1.00 ms"
+FORGED_TARGET = f"/no-such%0d%0a{quote(FORGED)}%0a%E2%80%A8tail"
+
+
+def _raw_get(port: int, target: str) -> bytes:
+    """A GET with ``target`` exactly as written (clients would normalise it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        connection.sendall(request.encode("ascii"))
+        reply = b""
+        while chunk := connection.recv(65536):
+            reply += chunk
+    return reply
+
+
+def _wait_for(server: LiveServer, text: str) -> str:
+    deadline = time.monotonic() + 5
+    while text not in (log := server.log()):
+        assert time.monotonic() < deadline, log
+        time.sleep(0.05)
+    return log
+
+
+def test_a_path_with_line_breaks_stays_one_json_object(server: LiveServer) -> None:
+    assert _raw_get(server.port, FORGED_TARGET).startswith(b"HTTP/1.1 404")
+    log = _wait_for(server, "[forged]")
+    records = [json.loads(line) for line in log.splitlines() if line.strip()]
+    (access,) = [r for r in records if "[forged]" in r.get("path", "")]
+    assert access["path"] == f"/no-such\r\n{FORGED}\n\u2028tail" and access["status"] == 404
+    assert not any(line.startswith(FORGED[:24]) for line in log.splitlines())
+
+
+def test_a_path_with_line_breaks_stays_one_text_line(
+    triton: LocalTriton, exported_repository: Path, tmp_path: Path
+) -> None:
+    settings = app_settings(
+        exported_repository, triton_url=triton.grpc_url, log_format="text", access_log=True
+    )
+    with live_server(settings, tmp_path) as text_server:
+        assert _raw_get(text_server.port, FORGED_TARGET).startswith(b"HTTP/1.1 404")
+        log = _wait_for(text_server, "[forged]")
+    (line,) = [line for line in log.splitlines() if "[forged]" in line]
+    assert " tritongate.access [" in line
+    assert f"GET /no-such\\r\\n{FORGED}\\n\\u2028tail 404 " in line
+    assert not any(line.startswith(FORGED[:24]) for line in log.splitlines())

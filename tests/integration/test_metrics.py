@@ -1,5 +1,6 @@
-"""``/metrics`` after known traffic through a real tritonserver, its token, and two gunicorn
-workers under ``tritongate serve`` whose counts both reach one scrape."""
+"""``/metrics`` after known traffic through a real tritonserver, its token (loopback clients only
+without one), and two gunicorn workers under ``tritongate serve`` whose counts both reach one
+scrape."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -116,6 +118,39 @@ def test_metrics_token_and_switch(tmp_path: Path) -> None:
         ):
             reply = await client.get("/metrics")
             assert reply.status_code == 404 and "x-process-time" in reply.headers
+
+    asyncio.run(check())
+
+
+def _client_at(app: FastAPI, address: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(address, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://tritongate")
+
+
+def test_metrics_without_a_token_answer_only_loopback_clients(tmp_path: Path) -> None:
+    """No TRITONGATE_METRICS_TOKEN: the API port's /metrics is for a scraper on this machine
+    (127.0.0.1, ::1) and refused to anyone else; with a token, the token decides."""
+
+    async def check() -> None:
+        async with running_app(app_settings(tmp_path), inference=False) as (app, _):
+            for remote in ("203.0.113.7", "10.0.0.5", "2001:db8::1", "::ffff:192.0.2.1"):
+                async with _client_at(app, remote) as client:
+                    refused = await client.get("/metrics")
+                    assert refused.status_code == 403, remote
+                    assert "TRITONGATE_METRICS_TOKEN" in refused.json()["detail"]
+                    assert "tritongate_http_requests_total" not in refused.text
+            for local in ("127.0.0.1", "127.0.0.53", "::1", "::ffff:127.0.0.1"):
+                async with _client_at(app, local) as client:
+                    served = await client.get("/metrics")
+                    assert served.status_code == 200, local
+                    assert "tritongate_http_requests_total" in served.text
+        settings = app_settings(tmp_path, metrics_token="scrape-secret")
+        async with running_app(settings, inference=False) as (app, _):
+            remote = _client_at(app, "203.0.113.7")
+            assert (await remote.get("/metrics")).status_code == 401
+            bearer = {"Authorization": "Bearer scrape-secret"}
+            assert (await remote.get("/metrics", headers=bearer)).status_code == 200
+            await remote.aclose()
 
     asyncio.run(check())
 

@@ -161,3 +161,34 @@ def test_docs_can_be_turned_off(tmp_path: Path, overrides: dict[str, Any], serve
             assert (await client.get("/users/me")).status_code == 401
 
     asyncio.run(check())
+
+
+SLASH_VARIANTS = (
+    ("GET", "/models/"),
+    ("GET", "/health/live/"),
+    ("GET", "/users/me/"),
+    ("GET", "/posts/"),
+    ("POST", "/prediction/"),
+    ("GET", "/docs/"),
+    ("GET", "/assets"),
+    ("GET", "/ws/detect/"),
+)
+
+
+def test_no_redirect_echoes_a_forged_host(exported_repository: Path) -> None:
+    """Starlette's slash redirects build an absolute Location from the Host header; they are
+    off, so a slash variant is a plain 404 (or 405) and no response names the forged host."""
+
+    async def check() -> None:
+        settings = app_settings(exported_repository, inference_backend="onnxruntime")
+        async with running_app(settings) as (_, client):
+            for method, path in SLASH_VARIANTS:
+                for headers in ({"Host": "evil.example"}, {"X-Forwarded-Host": "evil.example"}):
+                    reply = await client.request(method, path, headers=headers)
+                    assert reply.status_code in (404, 405), (path, reply.status_code)
+                    assert "location" not in reply.headers, (path, reply.headers)
+                    assert "evil.example" not in reply.text, path
+            # The routes themselves still answer at their own paths.
+            assert (await client.get("/models", headers={"Host": "evil.example"})).is_success
+
+    asyncio.run(check())
