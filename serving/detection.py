@@ -12,14 +12,22 @@ Boxes come out of the model as (cx, cy, w, h) relative to the resized, un-padded
 (DETR's convention), so scaling them by the original image's width and height maps them back to
 original pixels.
 
+The request path (:func:`prepare_image`) decodes no more than the model needs: a JPEG is decoded
+with DCT scaling (Pillow's draft mode, 1/2, 1/4 or 1/8) to the smallest size still at least the
+resized size, then resized to exactly what full decoding would give (so ``content_size`` and the
+boxes' scale are unchanged; the pixels differ slightly from full decoding, as an 8x8 DCT average
+differs from a bilinear filter). Every full-size intermediate is released as soon as the next
+exists. :func:`decode_image` still decodes at full size (the export's parity gate uses it).
+
 This module must not import torch or transformers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,9 +41,12 @@ from serving.specs import (
     YOLOS_PIXELS,
 )
 
-# Largest accepted image, in pixels (width x height): a 40-megapixel photo decodes to ~120 MB of
-# RGB. Anything bigger is refused from its header, before the pixels are decoded.
-MAX_IMAGE_PIXELS: Final = 40_000_000
+# Largest accepted image, in pixels (width x height), checked from the header before any pixel is
+# decoded. The model sees at most 640x480 (0.3 MP); 26 MP takes every 12 MP phone photo and every
+# 24-26 MP camera (6000x4000, Fujifilm's 6240x4160) and refuses 48 MP phone modes, 45 MP+ full
+# frame and the 6300x6300 (39.7 MP) PNG a few hundred bytes long. A PNG or WebP at the limit
+# still decodes at full size: 26 MB per channel (78 MB as RGB).
+MAX_IMAGE_PIXELS: Final = 26_000_000
 
 # What Pillow raises on hostile bytes, besides its own errors (OSError, SyntaxError, ValueError).
 _PARSE_ERRORS: Final = (OSError, ValueError, SyntaxError, EOFError, struct.error)
@@ -91,7 +102,7 @@ def decode_image(
     max_pixels: int = MAX_IMAGE_PIXELS,
     formats: Sequence[str] | None = None,
 ) -> Image.Image:
-    """Decode uploaded bytes into an upright RGB image.
+    """Decode uploaded bytes into an upright RGB image, at full size.
 
     Applies the EXIF orientation (phones store portrait photos sideways plus a rotation tag);
     unreadable EXIF metadata is ignored (the pixels still decode). Of an animated image (WebP,
@@ -101,6 +112,61 @@ def decode_image(
     :class:`CorruptImageError` for corrupt or truncated data and :class:`ImageTooLargeError`
     for images above ``max_pixels`` (checked from the header, before decoding the pixels).
     """
+    image = _open(data, max_pixels, formats)
+    with image, _decoding(image):
+        image.load()
+        transpose = _UPRIGHT.get(_orientation(image))
+        rgb = _to_8bit(image).convert("RGB")  # a copy even when already RGB: `image` closes
+    return rgb if transpose is None else _released(rgb, rgb.transpose(transpose))
+
+
+@dataclass(frozen=True)
+class ReducedImage:
+    """An upright image decoded at no more than the model needs (see :func:`decode_reduced`)."""
+
+    image: Image.Image  # mode "L" or "RGB"; each side at least ``target``'s
+    size: tuple[int, int]  # the ORIGINAL upright image's (width, height)
+    target: tuple[int, int]  # (width, height) it is resized to for the model
+
+
+def decode_reduced(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    formats: Sequence[str] | None = None,
+    fit: tuple[int, int] = (YOLOS_INPUT_WIDTH, YOLOS_INPUT_HEIGHT),
+) -> ReducedImage:
+    """Decode uploaded bytes for a model that takes images resized to ``fit`` (width, height).
+
+    Same checks, errors, orientation and colour handling as :func:`decode_image`, but a JPEG is
+    decoded with DCT scaling to the smallest 1/1, 1/2, 1/4 or 1/8 of its size that still covers
+    ``target`` (what full decoding would be resized to) in both sides, and an 8-bit greyscale
+    image stays greyscale (1 byte per pixel). ``size`` is the original image's upright size;
+    each full-size intermediate is closed as soon as the next one exists.
+    """
+    image = _open(data, max_pixels, formats)
+    current = image
+    try:
+        with _decoding(image):
+            width, height = image.size
+            if image.format == "JPEG":  # its EXIF is read with the header, before any pixel
+                request = resized_size(*_upright_size(image, (width, height)), *fit)
+                image.draft(None, request[::-1] if _is_sideways(image) else request)
+            image.load()
+            size = _upright_size(image, (width, height))
+            transpose = _UPRIGHT.get(_orientation(image))
+            current = _released(current, _to_8bit(current))
+            if transpose is not None:
+                current = _released(current, current.transpose(transpose))
+    except BaseException:
+        current.close()
+        image.close()
+        raise
+    return ReducedImage(current, size, resized_size(*size, *fit))
+
+
+def _open(data: bytes, max_pixels: int, formats: Sequence[str] | None) -> Image.Image:
+    """The image opened (header read, no pixels), refused if empty, unknown or too large."""
     if not data:
         raise UnsupportedImageError("empty image: no bytes were uploaded")
     accepted = ", ".join(formats) if formats else "e.g. JPEG, PNG, WebP, GIF or BMP"
@@ -110,26 +176,48 @@ def decode_image(
         raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
     except _PARSE_ERRORS as exc:
         raise UnsupportedImageError(f"not a recognised image (accepted: {accepted})") from exc
-    with image:
-        width, height = image.size
-        if width < 1 or height < 1:
-            raise CorruptImageError(f"image has no pixels ({width}x{height})")
-        if width * height > max_pixels:
-            raise ImageTooLargeError(
-                f"image too large: {width}x{height} = {width * height} pixels, "
-                f"the limit is {max_pixels}"
-            )
-        try:
-            image.load()
-            transpose = _UPRIGHT.get(_orientation(image))
-            rgb = _to_rgb(image)
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
-        except _PARSE_ERRORS as exc:
-            raise CorruptImageError(
-                f"corrupt or truncated {image.format or 'image'} data: {exc}"
-            ) from exc
-    return rgb if transpose is None else rgb.transpose(transpose)
+    width, height = image.size
+    if width < 1 or height < 1:
+        image.close()
+        raise CorruptImageError(f"image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        image.close()
+        raise ImageTooLargeError(
+            f"image too large: {width}x{height} = {width * height} pixels, "
+            f"the limit is {max_pixels}"
+        )
+    return image
+
+
+@contextlib.contextmanager
+def _decoding(image: Image.Image) -> Iterator[None]:
+    """Pillow's errors while decoding ``image``'s pixels, as :class:`ImageDecodeError`."""
+    try:
+        yield
+    except ImageDecodeError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"image too large to decode safely: {exc}") from exc
+    except _PARSE_ERRORS as exc:
+        raise CorruptImageError(
+            f"corrupt or truncated {image.format or 'image'} data: {exc}"
+        ) from exc
+
+
+def _released(old: Image.Image, new: Image.Image) -> Image.Image:
+    """``new``, once ``old`` (if another image) has released its pixels."""
+    if new is not old:
+        old.close()
+    return new
+
+
+def _is_sideways(image: Image.Image) -> bool:
+    """Whether the EXIF orientation turns the stored image by 90 degrees (5 to 8)."""
+    return _orientation(image) in (5, 6, 7, 8)
+
+
+def _upright_size(image: Image.Image, stored: tuple[int, int]) -> tuple[int, int]:
+    return (stored[1], stored[0]) if _is_sideways(image) else stored
 
 
 def _orientation(image: Image.Image) -> int:
@@ -142,17 +230,20 @@ def _orientation(image: Image.Image) -> int:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
     except Exception:  # any failure of Pillow's EXIF parser: metadata only, ignore it
         return 1
-    return value if isinstance(value, int) else 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB. 16-bit greyscale (PNG, modes ``I;16*`` and ``I``) is scaled to 8 bits: Pillow's
-    own ``convert`` clips it at 255, which turns almost every such image white."""
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """``image`` itself if it is 8-bit greyscale or RGB, else its 8-bit version: greyscale for
+    16-bit greyscale (PNG, modes ``I;16*`` and ``I``, scaled: Pillow's own ``convert`` clips it
+    at 255, which turns almost every such image white), RGB for everything else."""
+    if image.mode in ("L", "RGB"):
+        return image
     if image.mode == "I" or image.mode.startswith("I;16"):
         pixels = np.asarray(image)
         if pixels.dtype.kind != "u" or pixels.dtype.itemsize != 2:
             pixels = np.clip(pixels, 0, 65535).astype(np.uint16)
-        return Image.fromarray((pixels >> 8).astype(np.uint8)).convert("RGB")
+        return Image.fromarray((pixels >> 8).astype(np.uint8))
     return image.convert("RGB")
 
 
@@ -174,13 +265,18 @@ def resized_size(
     return max(1, int(width * scale)), max(1, int(height * scale))
 
 
-def resized_pixels(image: Image.Image) -> np.ndarray:
-    """The image resized to fit 640x480 keeping its aspect ratio (Pillow bilinear, as the
-    processor resizes), as uint8 [height, width, 3] RGB. A 640x480 image is not resampled."""
-    rgb = image if image.mode == "RGB" else image.convert("RGB")
-    size = resized_size(*rgb.size)
-    if size != rgb.size:
-        rgb = rgb.resize(size, resample=Image.Resampling.BILINEAR)
+def resized_pixels(image: Image.Image, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The image resized to ``size`` (width, height; by default :func:`resized_size` of its own
+    size: fit 640x480 keeping its aspect ratio) with Pillow bilinear, as the processor resizes,
+    as uint8 [height, width, 3] RGB. An image already of that size is not resampled.
+
+    8-bit greyscale is resized before it is turned into RGB (the same bytes as converting first:
+    the conversion copies the grey value into each channel), other modes are converted first.
+    """
+    target = resized_size(*image.size) if size is None else size
+    source = image if image.mode in ("L", "RGB") else image.convert("RGB")
+    resized = source if source.size == target else source.resize(target, Image.Resampling.BILINEAR)
+    rgb = resized if resized.mode == "RGB" else resized.convert("RGB")
     return np.asarray(rgb, dtype=np.uint8)
 
 
@@ -208,7 +304,29 @@ def preprocess(image: Image.Image) -> dict[str, np.ndarray]:
 
     A 640x480 image (the browser's frames) is used as decoded: no resampling, no padding copy.
     """
-    content = resized_pixels(image)
+    return _model_inputs(resized_pixels(image))
+
+
+def prepare_image(
+    data: bytes,
+    *,
+    max_pixels: int = MAX_IMAGE_PIXELS,
+    formats: Sequence[str] | None = None,
+) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
+    """Uploaded bytes to the YOLOS model inputs (batch dimension 1) and the ORIGINAL upright
+    image's (width, height), for :func:`postprocess`: :func:`decode_reduced`, then resized to
+    what full decoding would be resized to (same ``content_size``), the decoded image closed as
+    soon as it is resized. Raises what :func:`decode_image` raises."""
+    reduced = decode_reduced(data, max_pixels=max_pixels, formats=formats)
+    try:
+        content = resized_pixels(reduced.image, reduced.target)
+    finally:
+        reduced.image.close()
+    return _model_inputs(content), reduced.size
+
+
+def _model_inputs(content: np.ndarray) -> dict[str, np.ndarray]:
+    """``content`` (uint8 [h, w, 3], fitting 640x480) padded into the model's inputs."""
     height, width = content.shape[:2]
     if (height, width) == (YOLOS_INPUT_HEIGHT, YOLOS_INPUT_WIDTH):
         pixels = content[None]

@@ -1,9 +1,10 @@
 """Object detection with YOLOS: image bytes in, objects in original-image pixels out.
 
-Decoding, EXIF orientation and resizing are CPU-heavy and run in a thread pool, off the event
-loop; the forward pass (which starts with the rescale, normalisation and padding, inside the
-graph) goes through the model's micro-batcher, which hears of each decode as it starts so that
-an idle batch can wait for the images still being decoded.
+Decoding (a JPEG at no more than the model needs: ``serving.detection.prepare_image``), EXIF
+orientation and resizing are CPU-heavy and run in a thread pool, off the event loop; the forward
+pass (which starts with the rescale, normalisation and padding, inside the graph) goes through
+the model's micro-batcher, which hears of each decode as it starts so that an idle batch can
+wait for the images still being decoded.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from serving.batching import MicroBatcher
-from serving.detection import Detection, decode_image, postprocess, preprocess
+from serving.detection import Detection, postprocess, prepare_image
 from serving.errors import ModelNotReadyError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -30,8 +31,7 @@ class DetectionResult:
 
 
 def _prepare(data: bytes, max_pixels: int) -> tuple[dict[str, np.ndarray], tuple[int, int]]:
-    image = decode_image(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
-    return preprocess(image), image.size
+    return prepare_image(data, max_pixels=max_pixels, formats=ACCEPTED_FORMATS)
 
 
 class ObjectDetector:

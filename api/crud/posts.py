@@ -1,11 +1,16 @@
-"""Posts: newest first, comments eager-loaded where a post is shown with them."""
+"""Posts: newest first, comments eager-loaded where a post is shown with them.
+
+A list reads no whole content: the database returns each post's first characters and the
+content's length (``substr`` and ``length``, in characters on SQLite and PostgreSQL alike).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -27,14 +32,42 @@ async def create_post(session: AsyncSession, author_id: int, data: PostCreate) -
     return post
 
 
+@dataclass(frozen=True)
+class PostExcerpt:
+    """A post as a list shows it: the first ``excerpt_length`` characters of its content."""
+
+    id: int
+    author_id: int
+    title: str
+    publication_date: datetime
+    excerpt: str
+    content_length: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.content_length > len(self.excerpt)
+
+
 async def list_posts(
-    session: AsyncSession, *, skip: int, limit: int, author_id: int | None = None
-) -> Sequence[Post]:
-    statement = select(Post).order_by(Post.publication_date.desc(), Post.id.desc())
+    session: AsyncSession,
+    *,
+    skip: int,
+    limit: int,
+    excerpt_length: int,
+    author_id: int | None = None,
+) -> list[PostExcerpt]:
+    statement = select(
+        Post.id,
+        Post.author_id,
+        Post.title,
+        Post.publication_date,
+        func.substr(Post.content, 1, excerpt_length).label("excerpt"),
+        func.length(Post.content).label("content_length"),
+    ).order_by(Post.publication_date.desc(), Post.id.desc())
     if author_id is not None:
         statement = statement.where(Post.author_id == author_id)
     result = await session.execute(statement.offset(skip).limit(limit))
-    return result.scalars().all()
+    return [PostExcerpt(**row._asdict()) for row in result]
 
 
 async def get_post(session: AsyncSession, post_id: int) -> Post | None:

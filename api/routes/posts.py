@@ -16,7 +16,13 @@ from api.pagination import PageDep
 from api.resources import ExistingPostId, OwnedPost, PostDep
 from api.responses import error_responses
 from api.schemas.comments import CommentCreate, CommentRead
-from api.schemas.posts import PostCreate, PostPartialUpdate, PostRead, PostSummary
+from api.schemas.posts import (
+    EXCERPT_LENGTH,
+    PostCreate,
+    PostPartialUpdate,
+    PostRead,
+    PostSummary,
+)
 
 router = APIRouter(prefix="/posts", tags=["posts"])
 
@@ -38,9 +44,15 @@ async def list_posts(
         int | None, Query(ge=1, le=MAX_ID, description="Only this author's posts.")
     ] = None,
 ) -> list[PostSummary]:
-    """Newest first, without comments; `limit` is capped at 100."""
+    """Newest first, without comments; `limit` is capped at 100. Each post shows the start of
+    its content as `excerpt`, with the whole `content_length` and whether the excerpt is
+    `truncated`; `GET /posts/{post_id}` returns the whole content."""
     posts = await posts_crud.list_posts(
-        session, skip=page.skip, limit=page.limit, author_id=author_id
+        session,
+        skip=page.skip,
+        limit=page.limit,
+        excerpt_length=EXCERPT_LENGTH,
+        author_id=author_id,
     )
     return [PostSummary.model_validate(post) for post in posts]
 

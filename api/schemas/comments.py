@@ -1,4 +1,9 @@
-"""Comments on posts (the book's ``CommentCreate`` / ``CommentRead``)."""
+"""Comments on posts (the book's ``CommentCreate`` / ``CommentRead``).
+
+Content is capped at ``COMMENT_CONTENT_MAX_LENGTH`` characters (422 above); the publication date
+is a :data:`api.schemas.common.PublicationDate` (clamped to the request time, 422 without a UTC
+representation).
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,22 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import StoredText, UtcDatetime
+from api.schemas.common import PUBLICATION_DATE_DESCRIPTION, PublicationDate, StoredText
+
+# About 1,500 words: far more than a comment needs, a hundredth of what a body may carry.
+COMMENT_CONTENT_MAX_LENGTH = 10_000
 
 
 class CommentCreate(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{"content": "Nice post!"}]})
 
-    content: StoredText = Field(min_length=1)
-    publication_date: UtcDatetime | None = Field(
-        default=None, description="Defaults to now (UTC); naive values are taken as UTC."
+    content: StoredText = Field(
+        min_length=1,
+        max_length=COMMENT_CONTENT_MAX_LENGTH,
+        description=f"At most {COMMENT_CONTENT_MAX_LENGTH} characters.",
+    )
+    publication_date: PublicationDate | None = Field(
+        default=None, description=PUBLICATION_DATE_DESCRIPTION
     )
 
 

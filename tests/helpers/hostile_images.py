@@ -65,6 +65,23 @@ def png_bomb(width: int, height: int, bit_depth: int = 1) -> bytes:
     return _png(width, height, bit_depth, 0, b"".join(parts))
 
 
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG of a few hundred bytes whose header declares ``width`` x ``height`` 8-bit grey pixels
+    but whose data holds only the first 16 rows: a decoder that trusts the header allocates the
+    whole image before it finds the data truncated."""
+    rows = (b"\x00" * (1 + width)) * min(16, height)
+    return _png(width, height, 8, 0, zlib.compress(rows, 9))
+
+
+def png_blank(width: int, height: int) -> bytes:
+    """A valid 8-bit RGB PNG of ``width`` x ``height`` black pixels: a few hundred KB of file
+    for 3 bytes per pixel once decoded (the largest decode a file under the upload cap buys)."""
+    row = b"\x00" * (1 + 3 * width)
+    compressor = zlib.compressobj(9)
+    parts = [compressor.compress(row) for _ in range(height)]
+    return _png(width, height, 8, 2, b"".join(parts) + compressor.flush())
+
+
 def jpeg_with_size(data: bytes, width: int, height: int) -> bytes:
     """A JPEG whose frame header (SOF0) claims ``width`` x ``height`` (at most 65535 each)."""
     start = data.index(b"\xff\xc0")

@@ -7,7 +7,10 @@ What the API does, case by case (README "Hostile input"):
 * truncated JPEG/PNG → 422 "corrupt or truncated"; cut inside the header → 415;
 * empty file part → 415 "empty image"; no ``image`` part at all (empty body, a raw image body)
   → 422 from validation, naming the missing field;
-* decompression bombs → 413 from the header, the pixels never decoded;
+* decompression bombs → 413 from the header, the pixels never decoded (among them a PNG of 178
+  bytes declaring 6300x6300, over the 26 MP limit);
+* a large JPEG is decoded reduced (DCT scaling) to what the model needs: the detections of full
+  decoding, within a small tolerance, at a fraction of the memory;
 * the part's declared type must be image/jpeg, image/png, image/webp or
   application/octet-stream (parameters and case ignored), else 415 before the bytes are read;
   the format is then read from the bytes: a PNG labelled image/jpeg is decoded as PNG, a PDF or
@@ -33,19 +36,24 @@ import pytest
 import websockets
 from PIL import Image
 
+from serving.client import InProcessOrtClient
+from serving.detection import decode_image, postprocess, preprocess
 from serving.launcher import LocalTriton
+from serving.model_repository import read_labels
 from tests.helpers.hostile_images import (
     animated,
     corrupt_exif,
     encode,
     jpeg_with_size,
     png16,
+    png_blank,
     png_bomb,
+    png_claiming,
     with_orientation,
 )
 from tests.helpers.memory import MIB, peak_rss_growth
 from tests.integration.api_client import app_settings, running_app
-from tests.integration.live_server import LiveServer
+from tests.integration.live_server import LiveServer, live_api
 
 THRESHOLD = 0.0  # random tiny weights: every query scores ~1/92, so all 100 queries come back
 OCTET = "application/octet-stream"
@@ -206,6 +214,7 @@ def test_decompression_bombs_are_413_from_the_header_in_bounded_memory(
     bombs = {
         "PNG 50000x50000 (1 bit)": png_bomb(50_000, 50_000),
         "PNG 8000x8000 (grey)": png_bomb(8000, 8000, bit_depth=8),
+        "PNG header 6300x6300, 178 bytes": png_claiming(6300, 6300),
         "JPEG header 7000x7000": jpeg_with_size(encode(photo.resize((64, 48)), "JPEG"), 7000, 7000),
     }
     url = f"{server.base_url}/object-detection"
@@ -225,6 +234,119 @@ def test_decompression_bombs_are_413_from_the_header_in_bounded_memory(
             assert growth.bytes < 16 * MIB, "the bomb's pixels must not be decoded"
         after = client.post(url, files={"image": ("p.jpg", encode(photo, "JPEG"), "image/jpeg")})
     assert after.status_code == 200
+
+
+# --- large images: reduced decoding and the memory of concurrent uploads -----------------------
+
+# The largest PNG under the 26 MP limit (Fujifilm's 26 MP sensor).
+LARGEST_PNG: tuple[int, int] = (6240, 4160)
+LARGE_JPEG: tuple[int, int] = (6000, 4000)  # 24 MP, a common camera's full size
+CONCURRENT_UPLOADS = 8
+
+
+def _upscaled(path: Path, pixels: int) -> Image.Image:
+    with Image.open(path) as image:
+        rgb = image.convert("RGB")
+    scale = (pixels / (rgb.width * rgb.height)) ** 0.5
+    size = (round(rgb.width * scale), round(rgb.height * scale))
+    return rgb.resize(size, Image.Resampling.BICUBIC)
+
+
+def test_large_jpegs_decoded_reduced_give_the_detections_of_full_decoding(
+    triton: LocalTriton, exported_repository: Path, photos: list[Path]
+) -> None:
+    """Each photo scaled up to 20 MP (decoded at 1/8: over 8 times the model's input size)
+    through the API, against full decoding through in-process ONNX Runtime."""
+    labels = read_labels(exported_repository / "yolos")
+    local = InProcessOrtClient(exported_repository, ["yolos"])
+    uploads = [encode(_upscaled(path, 20_000_000), "JPEG", quality=90) for path in photos]
+    replies = _post_all(triton, exported_repository, [(data, "image/jpeg") for data in uploads])
+
+    async def full_decoding(data: bytes) -> dict[str, Any]:
+        image = decode_image(data)
+        raw = await local.infer("yolos", preprocess(image))
+        objects = postprocess(
+            raw.outputs["logits"][0], raw.outputs["pred_boxes"][0], image.size, labels, THRESHOLD
+        )
+        return {
+            "image_size": list(image.size),
+            "objects": [{"box": list(o.box), "label": o.label} for o in objects],
+        }
+
+    worst_box, worst_labels = 0.0, 1.0
+    for path, data, reply in zip(photos, uploads, replies, strict=True):
+        expected = asyncio.run(full_decoding(data))
+        body = _ok(reply)
+        assert body["image_size"] == expected["image_size"]
+        box_difference, same_labels = _likeness(body, expected)
+        worst_box, worst_labels = max(worst_box, box_difference), min(worst_labels, same_labels)
+        print(
+            f"\n{path.name} at {body['image_size'][0]}x{body['image_size'][1]}: boxes within "
+            f"{box_difference:.1e} of the longer side, {same_labels:.0%} same labels"
+        )
+    print(f"\n{len(photos)} photos: worst {worst_box:.1e} of the side, {worst_labels:.0%} labels")
+    assert worst_box < 1e-4 and worst_labels >= 0.95
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError("VmRSS")
+
+
+@pytest.mark.parametrize("kind", ["largest PNG", "PNG header 6300x6300", "24 MP JPEG"])
+def test_concurrent_large_uploads_cost_bounded_memory(
+    triton: LocalTriton,
+    exported_repository: Path,
+    photo: Image.Image,
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    """8 uploads at once, each server fresh (memory a previous burst left would hide growth)."""
+    data, expected_status, bound_mib = {
+        # Decoded at full size (PNG has no DCT scaling): Pillow's 4 bytes a pixel for RGB,
+        # ~110 MiB with the resize, once per preprocess thread (2); decoding as before also
+        # kept an RGB copy (~200 MiB each).
+        "largest PNG": (png_blank(*LARGEST_PNG), 200, 300),
+        "PNG header 6300x6300": (png_claiming(6300, 6300), 413, 16),
+        "24 MP JPEG": (
+            encode(photo.resize(LARGE_JPEG, Image.Resampling.BICUBIC), "JPEG", quality=90),
+            200,
+            64,
+        ),
+    }[kind]
+    with live_api(triton, exported_repository, tmp_path) as server:
+        url = f"{server.base_url}/object-detection"
+        warm_up = httpx.post(url, files={"image": ("p.jpg", encode(photo, "JPEG"), "image/jpeg")})
+        assert warm_up.status_code == 200
+        pid = server.process.pid
+        start = _rss_mib(pid)
+
+        async def burst() -> list[int]:
+            async with httpx.AsyncClient(timeout=120) as client:
+                replies = await asyncio.gather(
+                    *(
+                        client.post(url, files={"image": ("big", data, OCTET)})
+                        for _ in range(CONCURRENT_UPLOADS)
+                    )
+                )
+            return [reply.status_code for reply in replies]
+
+        started = time.perf_counter()
+        with peak_rss_growth(pid) as growth:
+            statuses = asyncio.run(burst())
+        elapsed = time.perf_counter() - started
+        time.sleep(1.0)
+        retained = _rss_mib(pid) - start
+    print(
+        f"\n{CONCURRENT_UPLOADS} x {kind} ({len(data)} bytes) at once: "
+        f"{statuses.count(200)} x 200, "
+        f"{statuses.count(413)} x 413 in {elapsed:.1f} s; server peak RSS +{growth.mib:.0f} MiB, "
+        f"retained +{retained:.0f} MiB"
+    )
+    assert statuses == [expected_status] * CONCURRENT_UPLOADS
+    assert growth.mib < bound_mib
 
 
 # --- animations, colour spaces, bit depths, orientation --------------------------------------
@@ -352,7 +474,7 @@ def test_hostile_frames_on_a_stream_get_errors_or_the_rest_endpoints_results(
         ),
     }
     errors = {
-        "empty": "empty image",
+        "empty": "not a recognised image",  # refused by its (missing) signature, undecoded
         "truncated JPEG": "corrupt or truncated JPEG data",
         "PNG bomb": "image too large: 8000x8000",
         "GIF": "not a recognised image",

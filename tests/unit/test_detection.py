@@ -25,8 +25,10 @@ from serving.detection import (
     boxes_to_pixels,
     class_scores,
     decode_image,
+    decode_reduced,
     postprocess,
     postprocess_batch,
+    prepare_image,
     preprocess,
     preprocess_batch,
     resized_pixels,
@@ -40,6 +42,7 @@ from tests.helpers.hostile_images import (
     jpeg_with_size,
     png16,
     png_bomb,
+    png_claiming,
     with_orientation,
 )
 from tests.helpers.memory import MIB, peak_rss_growth
@@ -131,8 +134,23 @@ def test_decode_rejects_images_above_the_pixel_limit_before_decoding() -> None:
     assert decode_image(data, max_pixels=6000).size == (100, 60)
 
 
-def test_default_pixel_limit_admits_large_photos_only() -> None:
-    assert 4032 * 3024 < MAX_IMAGE_PIXELS < Image.MAX_IMAGE_PIXELS  # a 12 MP phone photo fits
+def test_default_pixel_limit_takes_camera_photos_and_refuses_6300_by_6300() -> None:
+    # A 12 MP phone photo, 24 MP cameras (6000x4000) and Fujifilm's 26 MP (6240x4160) fit.
+    for width, height in ((4032, 3024), (6000, 4000), (6240, 4160)):
+        assert width * height <= MAX_IMAGE_PIXELS
+    assert MAX_IMAGE_PIXELS < 6300 * 6300 < Image.MAX_IMAGE_PIXELS
+
+
+def test_a_png_of_a_few_hundred_bytes_declaring_6300x6300_is_refused_from_its_header() -> None:
+    data = png_claiming(6300, 6300)
+    assert len(data) < 300
+    message = "too large: 6300x6300 = 39690000 pixels, the limit is 26000000"
+    with peak_rss_growth() as growth:
+        with pytest.raises(ImageTooLargeError, match=message):
+            decode_image(data, formats=ACCEPTED_FORMATS)
+        with pytest.raises(ImageTooLargeError, match=message):
+            prepare_image(data, formats=ACCEPTED_FORMATS)
+    assert growth.bytes < 8 * MIB, "the 40 MB of grey pixels must not be allocated"
 
 
 def test_image_decode_error_is_a_value_error() -> None:
@@ -178,7 +196,7 @@ def test_decode_refuses_decompression_bombs_from_the_header(
     data = {
         # Over twice Pillow's own limit: Image.open refuses it.
         "png-50000x50000-1bit": lambda: png_bomb_50000,
-        # 64 MP: under Pillow's limit, over ours (40 MP); 64 MB of grey, 192 MB as RGB.
+        # 64 MP: under Pillow's limit, over ours (26 MP); 64 MB of grey, 192 MB as RGB.
         "png-8000x8000-grey": lambda: png_bomb(8000, 8000, bit_depth=8),
         # A small JPEG whose frame header claims 49 MP.
         "jpeg-7000x7000": lambda: jpeg_with_size(
@@ -360,6 +378,114 @@ def test_mutated_files_give_an_image_or_a_typed_error(photos: list[Path], fmt: s
         "CorruptImageError",
         "ImageTooLargeError",
     }
+
+
+# --- reduced decoding (the request path) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("upright", "orientation", "decoded"),
+    [
+        ((6000, 4000), 1, (750, 500)),  # 1/8
+        ((4032, 3024), 1, (1008, 756)),  # 1/4 (1/8 would be 504x378, under 640x480)
+        ((1280, 960), 1, (640, 480)),  # 1/2, exactly the input size
+        ((1279, 959), 1, (1279, 959)),  # 1279 < 2 x 640: full size
+        ((3024, 4032), 6, (378, 504)),  # a portrait phone photo stored sideways: 1/8
+        ((20000, 1200), 1, (2500, 150)),  # a panorama: 1/8 is the most DCT scaling gives
+    ],
+)
+def test_a_large_jpeg_is_decoded_at_no_more_than_the_model_needs(
+    upright: tuple[int, int], orientation: int, decoded: tuple[int, int]
+) -> None:
+    data = with_orientation(Image.new("RGB", upright, (90, 140, 200)), orientation, "JPEG")
+    reduced = decode_reduced(data, formats=ACCEPTED_FORMATS)
+    target = resized_size(*upright)
+    assert reduced.size == upright  # the original's, for the boxes and image_size
+    assert reduced.target == target
+    assert reduced.image.size == decoded and reduced.image.mode == "RGB"
+    width, height = reduced.image.size
+    assert width >= target[0] and height >= target[1]  # never upscaled from less than needed
+    # ... and the next DCT step would not be taken (Pillow's rule: the original at least that
+    # multiple of the resized size in both sides), unless this is already 1/8.
+    scale = round(upright[0] / width)
+    assert scale == 8 or any(upright[i] < 2 * scale * target[i] for i in (0, 1))
+
+
+def test_a_png_cannot_be_decoded_reduced_but_greyscale_stays_one_byte_per_pixel() -> None:
+    reduced = decode_reduced(encode(Image.new("L", (2000, 1500), 77)), formats=ACCEPTED_FORMATS)
+    assert reduced.image.size == reduced.size == (2000, 1500)
+    assert reduced.image.mode == "L"
+    assert reduced.target == (640, 480)
+
+
+def _model_inputs_both_ways(data: bytes) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the request path's inputs, full decoding's), checking the original size is reported."""
+    inputs, size = prepare_image(data, formats=ACCEPTED_FORMATS)
+    full = decode_image(data, formats=ACCEPTED_FORMATS)
+    assert size == full.size
+    return inputs, preprocess(full)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["JPEG", "JPEG EXIF 6", "CMYK JPEG", "grey PNG", "16-bit PNG", "RGBA PNG", "palette PNG"],
+)
+def test_the_request_path_gives_full_decodings_inputs_when_nothing_is_reduced(
+    photos: list[Path], kind: str
+) -> None:
+    photo = _photo(photos, (900, 700))  # under twice 640x480: no DCT scaling
+    grey = np.asarray(photo.convert("L"))
+    data = {
+        "JPEG": lambda: encode(photo, "JPEG", quality=90),
+        "JPEG EXIF 6": lambda: with_orientation(photo, 6, "JPEG"),
+        "CMYK JPEG": lambda: encode(photo.convert("CMYK"), "JPEG", quality=90),
+        "grey PNG": lambda: encode(Image.fromarray(grey)),
+        "16-bit PNG": lambda: png16(grey.astype(np.uint16) * 257),
+        "RGBA PNG": lambda: encode(photo.convert("RGBA")),
+        "palette PNG": lambda: encode(photo.convert("P")),
+    }[kind]()
+    inputs, expected = _model_inputs_both_ways(data)
+    np.testing.assert_array_equal(inputs["content_size"], expected["content_size"])
+    np.testing.assert_array_equal(inputs["pixels"], expected["pixels"])
+
+
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_large_jpeg_decoded_reduced_gives_close_pixels_of_the_same_size(
+    photos: list[Path], orientation: int
+) -> None:
+    big = _photo(photos).resize((4608, 3456), Image.Resampling.BICUBIC)  # 16 MP
+    inputs, expected = _model_inputs_both_ways(with_orientation(big, orientation, "JPEG"))
+    np.testing.assert_array_equal(inputs["content_size"], expected["content_size"])
+    height, width = inputs["content_size"][0]
+    difference = np.abs(
+        inputs["pixels"][0, :height, :width].astype(np.int16)
+        - expected["pixels"][0, :height, :width].astype(np.int16)
+    )
+    print(
+        f"\n16 MP JPEG (EXIF {orientation}), 1/4 DCT scaling vs full decoding: mean |Δ| "
+        f"{difference.mean():.2f}, 99th percentile {np.percentile(difference, 99):.0f}, "
+        f"max {difference.max()} (of 255)"
+    )
+    assert difference.mean() < 1.0 and np.percentile(difference, 99) <= 6
+
+
+def test_a_large_jpeg_is_prepared_many_times_faster_than_decoded_in_full(
+    photos: list[Path],
+) -> None:
+    data = encode(_photo(photos).resize((6000, 4000), Image.Resampling.BICUBIC), "JPEG")
+
+    def seconds(step: object) -> float:
+        best = math.inf
+        for _ in range(3):
+            started = time.perf_counter()
+            step()  # type: ignore[operator]
+            best = min(best, time.perf_counter() - started)
+        return best
+
+    reduced = seconds(lambda: prepare_image(data, formats=ACCEPTED_FORMATS))
+    full = seconds(lambda: preprocess(decode_image(data, formats=ACCEPTED_FORMATS)))
+    print(f"\n24 MP JPEG: prepared in {reduced * 1000:.0f} ms, in full {full * 1000:.0f} ms")
+    assert reduced * 4 < full
 
 
 # --- resize arithmetic -------------------------------------------------------------------------
