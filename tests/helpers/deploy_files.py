@@ -1,6 +1,7 @@
 """Reading the deployment files the way their tools do, for tests/unit/test_deploy_*.py:
-Dockerfile instructions and stages, ``.dockerignore`` matching, YAML documents, and the names of
-the app's settings."""
+Dockerfile instructions and stages, ``.dockerignore`` matching, YAML documents, nginx
+configurations (parsed by crossplane, nginx's grammar and directive contexts), nginx sizes and
+times, and the names of the app's settings."""
 
 from __future__ import annotations
 
@@ -170,3 +171,69 @@ def dockerignore_patterns(path: Path) -> list[str]:
 
 def yaml_documents(path: Path) -> list[dict[str, Any]]:
     return [document for document in yaml.safe_load_all(path.read_text()) if document]
+
+
+@dataclass(frozen=True)
+class NginxDirective:
+    """One nginx directive: its name, its arguments (quotes removed) and its block, if any."""
+
+    name: str
+    args: tuple[str, ...]
+    block: tuple[NginxDirective, ...] | None = None
+
+    def all(self, name: str) -> list[NginxDirective]:
+        return [child for child in self.block or () if child.name == name]
+
+    def one(self, name: str) -> NginxDirective:
+        (found,) = self.all(name)
+        return found
+
+    def get(self, name: str) -> NginxDirective | None:
+        found = self.all(name)
+        assert len(found) <= 1, f"{name} is set {len(found)} times"
+        return found[0] if found else None
+
+    def child(self, name: str, *args: str) -> NginxDirective:
+        """The block directive ``name args { ... }`` (``location = /token``, ``upstream x``)."""
+        (found,) = [child for child in self.all(name) if child.args == args]
+        return found
+
+
+def parse_nginx(path: Path) -> NginxDirective:
+    """The main context of an nginx configuration file (includes not followed); fails on what
+    crossplane finds wrong: syntax, a directive outside its context, a wrong argument count."""
+    import crossplane
+
+    payload = crossplane.parse(str(path), single=True, catch_errors=False)
+    (config,) = payload["config"]
+    assert payload["errors"] == [] and config["errors"] == [], payload
+
+    def convert(items: list[dict[str, Any]]) -> tuple[NginxDirective, ...]:
+        return tuple(
+            NginxDirective(
+                item["directive"],
+                tuple(item["args"]),
+                convert(item["block"]) if "block" in item else None,
+            )
+            for item in items
+        )
+
+    return NginxDirective("main", (), convert(config["parsed"]))
+
+
+_NGINX_SIZES = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+_NGINX_TIMES = {"ms": 0.001, "": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def nginx_bytes(value: str) -> int:
+    """An nginx size (``1k``, ``10256k``, ``8m``) in bytes."""
+    match = re.fullmatch(r"(\d+)([kKmMgG]?)", value)
+    assert match, value
+    return int(match[1]) * _NGINX_SIZES[match[2].lower()]
+
+
+def nginx_seconds(value: str) -> float:
+    """An nginx time (``10s``, ``75``, ``500ms``, ``1m``) in seconds."""
+    match = re.fullmatch(r"(\d+)(ms|[smhd]?)", value)
+    assert match, value
+    return int(match[1]) * _NGINX_TIMES[match[2]]

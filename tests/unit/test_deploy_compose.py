@@ -1,9 +1,11 @@
 """deploy/compose.yaml, checked without a Docker engine: the services, their images, GPU
 reservation, health checks, volumes, and settings, ports and addresses that agree with the app,
-Dockerfile.gpu, the Prometheus configuration and the Grafana provisioning."""
+Dockerfile.gpu, the Prometheus configuration, the Grafana provisioning and the reverse proxy
+(deploy/nginx/nginx.conf: the only published service, the API's only trusted forwarder)."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,9 @@ from api.config import Settings
 from api.timeouts import STOP_TIMEOUT_S
 from tests.helpers.deploy_files import (
     get_routes,
+    nginx_seconds,
     parse_dockerfile,
+    parse_nginx,
     setting_names,
     yaml_documents,
 )
@@ -24,7 +28,8 @@ from tests.stack import PROJECT_ROOT
 
 DEPLOY = PROJECT_ROOT / "deploy"
 COMPOSE = DEPLOY / "compose.yaml"
-SERVICES = {"models", "triton", "api", "postgres", "redis", "prometheus", "grafana"}
+NGINX_CONF = DEPLOY / "nginx" / "nginx.conf"
+SERVICES = {"models", "triton", "proxy", "api", "postgres", "redis", "prometheus", "grafana"}
 INTERPOLATION = re.compile(r"\$\{(\w+)(:?[-?][^}]*)?\}")
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|REDISCLI_AUTH|_TOKEN$")
 VERSION = re.search(r'^version = "([^"]+)"', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
@@ -149,8 +154,10 @@ def test_api_settings_parse_and_ports_agree(services: dict[str, dict[str, Any]])
     values["secret_key"] = "x" * 48
     settings = Settings(_env_file=None, **values)  # type: ignore[arg-type]
     assert settings.workers >= 2 and settings.host == "0.0.0.0"
-    (published,) = services["api"]["ports"]
-    assert _default(published).split(":")[-1] == str(settings.port)
+    assert "ports" not in services["api"], "the API is reached through the proxy"
+    http = parse_nginx(NGINX_CONF).one("http")
+    (upstream,) = http.child("upstream", "tritongate_api").one("server").args
+    assert upstream == f"api:{settings.port}" and "api" in services
     prometheus = yaml.safe_load((DEPLOY / "prometheus" / "compose.yml").read_text())
     targets = {
         job["job_name"]: target
@@ -218,3 +225,67 @@ def test_env_example_names_every_required_variable() -> None:
         if "=" in line
     }
     assert required and required <= example
+
+
+def _nginx_listens() -> list[str]:
+    return [
+        server.one("listen").args[0] for server in parse_nginx(NGINX_CONF).one("http").all("server")
+    ]
+
+
+def test_only_the_proxy_is_published_beyond_the_host(services: dict[str, dict[str, Any]]) -> None:
+    public = {}
+    for name, service in services.items():
+        for mapping in service.get("ports", []):
+            parts = _default(mapping).split(":")
+            if len(parts) == 2:  # no host address: every interface
+                public[name] = parts
+            else:
+                assert parts[0] == "127.0.0.1", f"{name}: {mapping}"
+    assert set(public) == {"proxy"}
+    published, container_port = public["proxy"]
+    api_listen, health_listen = _nginx_listens()
+    assert container_port == api_listen and published == "8000"
+    assert health_listen in " ".join(services["proxy"]["healthcheck"]["test"])
+
+
+def test_the_proxy_runs_the_mounted_nginx_conf_read_only(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    proxy = services["proxy"]
+    image, _, tag = proxy["image"].partition(":")
+    assert image == "nginx" and re.fullmatch(r"\d+\.\d+\.\d+-alpine", tag), "official, pinned"
+    mounts = {mount.split(":")[0]: mount.split(":")[1:] for mount in proxy["volumes"]}
+    target, mode = mounts["./nginx/nginx.conf"]
+    assert mode == "ro" and (COMPOSE.parent / "nginx" / "nginx.conf").resolve() == NGINX_CONF
+    assert proxy["entrypoint"] == ["nginx", "-c", target]
+    assert proxy["read_only"] is True and mounts["proxy-tmp"] == ["/tmp"]
+    assert not proxy["user"].startswith("0"), "not root"
+
+
+def test_the_api_trusts_forwarded_headers_from_the_proxy_only(
+    compose: dict[str, Any], services: dict[str, dict[str, Any]]
+) -> None:
+    edge = compose["networks"]["edge"]
+    (pool,) = edge["ipam"]["config"]
+    subnet = ipaddress.ip_network(pool["subnet"])
+    members = {name for name, service in services.items() if "edge" in service.get("networks", {})}
+    assert members == {"proxy", "api"}, "nobody else can send from the trusted address"
+    assert set(services["proxy"]["networks"]) == {"edge"}
+    proxy_address = ipaddress.ip_address(services["proxy"]["networks"]["edge"]["ipv4_address"])
+    api_address = ipaddress.ip_address(services["api"]["networks"]["edge"]["ipv4_address"])
+    assert proxy_address in subnet and api_address in subnet and proxy_address != api_address
+    # Both fixed: a dynamic address for the API could be the one the proxy needs, and the proxy
+    # resolves `api` once, at start.
+    assert _environment(services["api"])["FORWARDED_ALLOW_IPS"] == str(proxy_address)
+    assert "default" in services["api"]["networks"], "Prometheus, Triton, PostgreSQL, Redis"
+
+
+def test_the_proxy_stops_gracefully_within_its_grace_period(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    proxy = services["proxy"]
+    assert proxy["stop_signal"] == "SIGQUIT", "nginx's graceful stop; SIGTERM drops requests"
+    shutdown = nginx_seconds(parse_nginx(NGINX_CONF).one("worker_shutdown_timeout").args[0])
+    assert nginx_seconds(proxy["stop_grace_period"]) > shutdown
+    assert proxy["depends_on"]["api"]["condition"] == "service_started"

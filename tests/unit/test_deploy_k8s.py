@@ -1,7 +1,9 @@
 """deploy/k8s/, checked offline: the resources the deployment needs, images that are Dockerfile
 targets, settings that are real, ports and probes that agree with the app's route table and
-Triton, storage, autoscaling on the metric prometheus-adapter provides, disruption budgets; then
-``kubectl kustomize`` and the client dry run when kubectl can do them here."""
+Triton, storage, autoscaling on the metric prometheus-adapter provides, disruption budgets, the
+reverse proxy sidecar (the Service's only target, its ConfigMap built from deploy/nginx/nginx.conf,
+the API trusting it alone); then ``kubectl kustomize`` and the client dry run when kubectl can do
+them here."""
 
 from __future__ import annotations
 
@@ -16,10 +18,19 @@ import pytest
 import yaml
 
 from api.timeouts import STOP_TIMEOUT_S
-from tests.helpers.deploy_files import get_routes, parse_dockerfile, setting_names, yaml_documents
+from tests.helpers.deploy_files import (
+    get_routes,
+    nginx_seconds,
+    parse_dockerfile,
+    parse_nginx,
+    setting_names,
+    yaml_documents,
+)
 from tests.stack import PROJECT_ROOT
 
 K8S = PROJECT_ROOT / "deploy" / "k8s"
+NGINX = PROJECT_ROOT / "deploy" / "nginx"
+PROXY_BASE = "../nginx"  # the kustomization generating the proxy's ConfigMap
 VERSION = re.search(r'^version = "([^"]+)"', (PROJECT_ROOT / "pyproject.toml").read_text(), re.M)
 TRITON_PROBES = {"/v2/health/ready", "/v2/health/live"}  # checked on a real tritonserver too
 
@@ -30,7 +41,10 @@ def _kustomization() -> dict[str, Any]:
 
 def _resources() -> list[dict[str, Any]]:
     documents = [
-        doc for name in _kustomization()["resources"] for doc in yaml_documents(K8S / name)
+        doc
+        for name in _kustomization()["resources"]
+        if name != PROXY_BASE
+        for doc in yaml_documents(K8S / name)
     ]
     return documents + yaml_documents(K8S / "jobs" / "export-models.yaml")
 
@@ -68,7 +82,7 @@ def _secret_keys() -> set[str]:
 def test_the_kustomization_lists_every_manifest_and_nothing_else() -> None:
     listed = set(_kustomization()["resources"])
     present = {path.name for path in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert listed == present
+    assert listed == present | {PROXY_BASE}
 
 
 def test_every_needed_resource_is_there() -> None:
@@ -81,6 +95,7 @@ def test_every_needed_resource_is_there() -> None:
         "Service": 2,
         "HorizontalPodAutoscaler": 2,
         "PodDisruptionBudget": 2,
+        "NetworkPolicy": 1,
         "Job": 1,
     }
 
@@ -93,6 +108,10 @@ def test_images_are_the_dockerfile_targets_at_the_project_version() -> None:
             continue
         pod = doc["spec"]["template"]["spec"]
         for container in pod["containers"] + pod.get("initContainers", []):
+            if container["name"] == "proxy":  # the official nginx image, as in compose
+                compose = yaml_documents(PROJECT_ROOT / "deploy" / "compose.yaml")[0]
+                assert container["image"] == compose["services"]["proxy"]["image"]
+                continue
             match = re.fullmatch(r"tritongate-(\w+):(.+)", container["image"])
             assert match and match[1] in stages and match[2] == VERSION[1], container["image"]
 
@@ -128,10 +147,8 @@ def test_api_ports_match_its_settings_and_its_service() -> None:
     settings = _settings()
     api = _container(_pod("Deployment", "tritongate-api"), "api")
     ports = _ports(api)
-    assert ports == {"http": int(settings["TRITONGATE_PORT"]), "metrics": 9100}
+    assert ports == {"api": int(settings["TRITONGATE_PORT"]), "metrics": 9100}
     assert int(settings["TRITONGATE_METRICS_PORT"]) == ports["metrics"]
-    service = _one("Service", "tritongate-api")
-    assert {port["targetPort"] for port in service["spec"]["ports"]} <= set(ports)
 
 
 def test_the_api_finds_triton_at_its_service_grpc_port() -> None:
@@ -168,7 +185,7 @@ def test_api_probes_ask_real_routes(tmp_path: Path) -> None:
     assert probes["livenessProbe"] == "/health/live"
     assert set(probes.values()) <= routes
     for kind in probes:
-        assert api[kind]["httpGet"]["port"] in _ports(api)
+        assert api[kind]["httpGet"]["port"] == "api", "the API's own port, not the proxy's"
 
 
 def test_triton_probes_ask_its_health_endpoints() -> None:
@@ -287,6 +304,7 @@ def _kubectl() -> str:
 def _built(tmp_path: Path) -> str:
     copy = tmp_path / "k8s"
     shutil.copytree(K8S, copy)
+    shutil.copytree(NGINX, tmp_path / "nginx")
     shutil.copy(copy / "secrets.env.example", copy / "secrets.env")
     result = subprocess.run(
         [_kubectl(), "kustomize", str(copy)], capture_output=True, text=True, timeout=60
@@ -315,6 +333,14 @@ def test_kubectl_kustomize_builds_the_namespaced_set(tmp_path: Path) -> None:
         if "secretRef" in s
     ]
     assert refs == [secret["metadata"]["name"]]
+    (proxy_config,) = [
+        doc
+        for doc in documents
+        if doc["kind"] == "ConfigMap" and doc["metadata"]["name"].startswith("tritongate-proxy-")
+    ]
+    assert proxy_config["data"] == {"nginx.conf": (NGINX / "nginx.conf").read_text()}
+    volumes = api["spec"]["template"]["spec"]["volumes"]
+    assert proxy_config["metadata"]["name"] in {v.get("configMap", {}).get("name") for v in volumes}
 
 
 def test_kubectl_client_dry_run(tmp_path: Path) -> None:
@@ -333,3 +359,85 @@ def test_kubectl_client_dry_run(tmp_path: Path) -> None:
             "kubectl's client dry run still asks an API server for its resource types; none here"
         )
     assert result.returncode == 0, result.stderr
+
+
+def _nginx_http() -> Any:
+    return parse_nginx(NGINX / "nginx.conf").one("http")
+
+
+def test_the_service_sends_traffic_to_the_proxy_only() -> None:
+    pod = _pod("Deployment", "tritongate-api")
+    proxy_ports = _ports(_container(pod, "proxy"))
+    api_ports = _ports(_container(pod, "api"))
+    service = {
+        port["name"]: port["targetPort"]
+        for port in _one("Service", "tritongate-api")["spec"]["ports"]
+    }
+    assert service == {"http": "http", "metrics": "metrics"}
+    assert "http" in proxy_ports and "http" not in api_ports, "port names are unique in a pod"
+    assert "metrics" in api_ports
+    listens = [server.one("listen").args[0] for server in _nginx_http().all("server")]
+    assert [str(proxy_ports["http"]), str(proxy_ports["proxy-health"])] == listens
+
+
+def test_the_proxy_reaches_the_api_in_its_pod_and_is_the_only_trusted_forwarder() -> None:
+    pod = _pod("Deployment", "tritongate-api")
+    upstream_host, _, upstream_port = (
+        _nginx_http().child("upstream", "tritongate_api").one("server").args[0].partition(":")
+    )
+    (alias,) = [a for a in pod["hostAliases"] if upstream_host in a["hostnames"]]
+    assert alias["ip"] == "127.0.0.1"
+    assert int(upstream_port) == int(_settings()["TRITONGATE_PORT"])
+    env = {item["name"]: item["value"] for item in _container(pod, "api")["env"]}
+    assert env["FORWARDED_ALLOW_IPS"] == alias["ip"]
+
+
+def test_the_proxy_config_is_a_configmap_generated_from_the_nginx_file() -> None:
+    base = yaml.safe_load((NGINX / "kustomization.yaml").read_text())
+    (generator,) = base["configMapGenerator"]
+    assert generator["files"] == ["nginx.conf"] and (NGINX / "nginx.conf").is_file()
+    assert PROXY_BASE in _kustomization()["resources"]
+    assert (K8S / PROXY_BASE).resolve() == NGINX
+    pod = _pod("Deployment", "tritongate-api")
+    proxy = _container(pod, "proxy")
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    (config,) = [m for m in proxy["volumeMounts"] if "configMap" in volumes[m["name"]]]
+    assert volumes[config["name"]]["configMap"]["name"] == generator["name"]
+    assert config["readOnly"] is True
+    assert proxy["command"] == ["nginx", "-c", f"{config['mountPath']}/nginx.conf"]
+
+
+def test_the_proxy_runs_read_only_and_unprivileged_with_its_own_probes() -> None:
+    pod = _pod("Deployment", "tritongate-api")
+    proxy = _container(pod, "proxy")
+    context = proxy["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == [
+        "ALL"
+    ]
+    mounts = {mount["mountPath"]: mount["name"] for mount in proxy["volumeMounts"]}
+    assert "emptyDir" in {v["name"]: v for v in pod["volumes"]}[mounts["/tmp"]]
+    for kind in ("readinessProbe", "livenessProbe"):
+        assert proxy[kind]["httpGet"] == {"path": "/healthz", "port": "proxy-health"}, kind
+    assert proxy["resources"]["limits"]["memory"]
+
+
+def test_the_proxy_stops_gracefully_within_the_pod_grace_period() -> None:
+    pod = _pod("Deployment", "tritongate-api")
+    script = _container(pod, "proxy")["lifecycle"]["preStop"]["exec"]["command"][-1]
+    match = re.fullmatch(r"sleep (\d+); nginx -c (\S+) -s quit; sleep (\d+)", script)
+    assert match, script
+    shutdown = nginx_seconds(
+        parse_nginx(NGINX / "nginx.conf").one("worker_shutdown_timeout").args[0]
+    )
+    assert int(match[3]) > shutdown, "the hook outlasts the graceful stop (nginx's exit ends it)"
+    assert pod["terminationGracePeriodSeconds"] > int(match[1]) + shutdown
+
+
+def test_other_pods_reach_the_proxy_and_metrics_not_the_api_port() -> None:
+    policy = _one("NetworkPolicy", "tritongate-api")["spec"]
+    labels = _one("Deployment", "tritongate-api")["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    assert policy["policyTypes"] == ["Ingress"]
+    (rule,) = policy["ingress"]
+    assert {port["port"] for port in rule["ports"]} == {"http", "metrics"}
