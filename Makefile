@@ -19,7 +19,7 @@ endif
 # Without hub access, `make run` falls back to random weights and says so (see README).
 YOLOS_WEIGHTS ?= hustvl/yolos-tiny
 
-.PHONY: install browser run models triton bench test test-slow test-unit test-integration lint format images clean
+.PHONY: install browser proxy run models triton bench test test-slow test-unit test-integration lint format images clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,12 +56,21 @@ browser:
 	    { apt-get update -q >/dev/null && apt-get install -y -q chromium chromium-driver >/dev/null; }; \
 	  else echo "Chromium is not installed (no root apt-get): the browser tests will be skipped"; fi; }
 
+# The reverse-proxy tests run the deployment's nginx config through Debian's nginx; install it
+# when it is missing and this is root with apt-get, else those tests are skipped with the reason.
+proxy:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q nginx-light >/dev/null; }; \
+	  else echo "nginx is not installed (no root apt-get): the proxy tests will be skipped"; fi; }
+
 # The default suite leaves out the tests marked slow (overload, soak, schemathesis: minutes
 # each); `make test-slow` runs them, and CI (.ci/run) runs both.
-test: install browser
+test: install browser proxy
 	$(BIN)/python -m pytest -m "not slow"
 
-test-slow: install browser
+test-slow: install browser proxy
 	$(BIN)/python -m pytest -m slow -rP  # -rP: their figures (what they print) in the log
 
 test-unit: install

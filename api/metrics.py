@@ -176,8 +176,8 @@ class Metrics:
         )
         self.ws_frames_dropped = Counter(
             "tritongate_websocket_frames_dropped_total",
-            "Frames not processed: replaced by a newer frame, too large, over the stream's rate "
-            "limit, or refused by a full queue or a deadline.",
+            "Frames not processed: replaced by a newer frame, too large, not an image, over the "
+            "stream's rate limit, or refused by a full queue or a deadline.",
             registry=registry,
         )
         for operation in ("get", "set", "clear"):  # zero from the start, not absent

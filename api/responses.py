@@ -40,8 +40,10 @@ class UnprocessableBody(BaseModel):
 DESCRIPTIONS: dict[int, str] = {
     400: "A request body that cannot be parsed",
     401: "No valid credentials: a bearer token, an API key or the login cookie",
-    403: "Not allowed, or a write with the login cookie but without a valid `x-csrf-token`",
+    403: "Not allowed, or a write with the login cookie from another site or without a valid "
+    "`x-csrf-token`",
     404: "Not found",
+    408: "Request body not received within TRITONGATE_BODY_TIMEOUT_S",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Invalid input",
@@ -76,8 +78,12 @@ SERVICE_ERRORS = (502, 503, 504)
 
 def error_responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for a route or router: each status (with its default description, or
-    ``(status, description)``) with the error body and the headers it always carries."""
+    ``(status, description)``) with the error body and the headers it always carries. A route
+    that reads a body (it declares 400) also declares 408: every body has a deadline."""
     responses: dict[int | str, dict[str, Any]] = {}
+    declared = {item[0] if isinstance(item, tuple) else item for item in statuses}
+    if 400 in declared and 408 not in declared:
+        statuses = (*statuses, 408)
     for item in statuses:
         status, description = item if isinstance(item, tuple) else (item, DESCRIPTIONS[item])
         response: dict[str, Any] = {

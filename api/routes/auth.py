@@ -44,11 +44,13 @@ BAD_CREDENTIALS = "Incorrect email or password"
 HASHING_BUSY = (503, "Too many password hashes in progress; see Retry-After")
 TOKEN_RESPONSES = error_responses(
     (401, BAD_CREDENTIALS),
+    408,
     (429, "Too many failed login attempts for this account or from this address"),
     HASHING_BUSY,
 )
 LOGIN_RESPONSES = error_responses(
     (401, BAD_CREDENTIALS),
+    408,
     (403, "A cross-site request (`Origin` or `Sec-Fetch-Site`)"),
     (429, "Too many failed login attempts for this account or from this address"),
     HASHING_BUSY,
