@@ -57,3 +57,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_database")
     asyncio.run(empty_tables(url))
     return url
+
+
+@pytest.fixture
+def verified_passwords(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every ``(password, stored hash)`` argon2 verifies during the test, in order: a spy on
+    ``api.security.verify_password``, which the login and current-password checks all use."""
+    from api import security
+
+    verified: list[tuple[str, str]] = []
+    real_verify = security.verify_password
+
+    def spy(password: str, hashed: str) -> security.PasswordCheck:
+        verified.append((password, hashed))
+        return real_verify(password, hashed)
+
+    monkeypatch.setattr(security, "verify_password", spy)
+    return verified

@@ -79,16 +79,9 @@ def test_register_rejects_invalid_input(tmp_path, body: dict[str, str]) -> None:
 
 
 def test_token_login_and_bad_credentials(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, verified_passwords: list[tuple[str, str]]
 ) -> None:
-    verified: list[str] = []
-    real_verify = security.verify_password
-
-    def spy(password: str, hashed: str) -> security.PasswordCheck:
-        verified.append(hashed)
-        return real_verify(password, hashed)
-
-    monkeypatch.setattr(security, "verify_password", spy)
+    verified = verified_passwords
 
     async def check() -> None:
         settings = db_app_settings(database_url, access_token_expire_s=120)
@@ -124,8 +117,9 @@ def test_token_login_and_bad_credentials(
                 assert reply.json() == {"detail": "Incorrect email or password"}
                 assert reply.headers["www-authenticate"] == "Bearer"
             assert len(verified) == 2
-            assert verified[0] == security.dummy_password_hash()
-            assert verified[1] != verified[0] and verified[1].startswith("$argon2id$")
+            hashes = [hashed for _, hashed in verified]
+            assert hashes[0] == security.dummy_password_hash()
+            assert hashes[1] != hashes[0] and hashes[1].startswith("$argon2id$")
 
     run(check)
 

@@ -76,20 +76,13 @@ def assert_limited(reply: httpx.Response, scope: str, window_s: float) -> int:
 
 
 def test_account_lock_spares_the_users_known_address(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, verified_passwords: list[tuple[str, str]]
 ) -> None:
     """Defaults (5 per account, 20 per IP, 15 min). The attacker's sixth try is refused without
     checking the password, on /token and /login alike, even with the right password; a new
     address of the user's is locked out too, but not the address they logged in from before,
     and that login resets the account's count."""
-    verified: list[str] = []
-    real_verify = security.verify_password
-
-    def spy(password: str, hashed: str) -> security.PasswordCheck:
-        verified.append(password)
-        return real_verify(password, hashed)
-
-    monkeypatch.setattr(security, "verify_password", spy)
+    verified = verified_passwords
 
     async def check() -> None:
         async with running_app(db_app_settings(database_url), inference=False) as (app, _):

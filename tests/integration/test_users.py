@@ -118,19 +118,12 @@ def test_changing_the_password_or_email_needs_the_current_password(
 
 
 def test_wrong_current_passwords_are_rate_limited_with_the_accounts_logins(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    database_url: str, verified_passwords: list[tuple[str, str]]
 ) -> None:
     """A stolen session guessing the password: after the account's budget of failed attempts
     (here 3) the next guess is refused with 429 without being verified, even the right one,
     and the account's logins from a new address are locked the same way."""
-    verified: list[str] = []
-    real_verify = security.verify_password
-
-    def spy(password: str, hashed: str) -> security.PasswordCheck:
-        verified.append(password)
-        return real_verify(password, hashed)
-
-    monkeypatch.setattr(security, "verify_password", spy)
+    verified = verified_passwords
 
     async def check() -> None:
         settings = db_app_settings(database_url, login_max_attempts_per_account=3)
