@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -61,6 +62,11 @@ def running_proxy(upstream_port: int, work: Path) -> Iterator[Proxy]:
     for pattern, replacement in replacements:
         text, count = re.subn(pattern, replacement, text)
         assert count == 1, pattern
+    if os.geteuid() == 0:
+        # The deployments start nginx as an unprivileged user, so its workers are that user too;
+        # started as root, nginx would switch its workers to `nobody`, who cannot write request
+        # bodies under pytest's private temporary folder.
+        text = "user root;\n" + text
     config = work / "nginx.conf"
     config.write_text(text)
     log_path = work / "nginx.log"
