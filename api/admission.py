@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.body_limit import BodyLimits, BodyReader, RequestBodyTimeoutError, declared_length
-from api.login_limits import ip_bucket
+from api.login_limits import UNKNOWN_CLIENT, ip_bucket
 from serving.specs import NEWSGROUPS, YOLOS
 
 # Inference routes (exact paths) → the model whose capacity they use.
@@ -62,7 +62,6 @@ RejectHook = Callable[[str], None]  # told the model of every refused request
 Clock = Callable[[], float]
 
 RATE_WINDOW_S = 1.0
-UNKNOWN_CLIENT = "unknown"
 
 Response = tuple[int, list[tuple[bytes, bytes]], bytes]  # status, headers, JSON body
 
@@ -159,7 +158,7 @@ class AdmissionMiddleware:
         )
         self._too_slow = _response(
             408,
-            f"request body not received within {body_limits.timeout_s:g} s",
+            RequestBodyTimeoutError(body_limits.timeout_s).detail,
             [(b"connection", b"close")],
         )
 

@@ -14,14 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from fastapi.security import APIKeyCookie, APIKeyHeader, OAuth2PasswordBearer
 from starlette.requests import HTTPConnection
 
 from api.cookies import cookie_name, is_secure
 from api.crud import api_keys as api_keys_crud
 from api.crud import tokens as tokens_crud
-from api.csrf import SAFE_METHODS, check_csrf, check_same_site
+from api.csrf import SAFE_METHODS, check_csrf, check_same_site, delete_csrf_cookie
 from api.db import SessionDep
 from api.deps import SettingsDep
 from api.errors import ApiError, NotAuthenticatedError, PermissionDeniedError
@@ -71,6 +71,29 @@ def session_cookie_name(connection: HTTPConnection) -> str:
 def read_session_cookie(connection: HTTPConnection) -> str | None:
     """The login cookie's value under the name that matches the scheme (HTTP and WebSocket)."""
     return connection.cookies.get(session_cookie_name(connection)) or None
+
+
+def set_session_cookie(
+    response: Response, token: str, max_age_s: int, connection: HTTPConnection
+) -> None:
+    """The login cookie: HttpOnly, SameSite=Lax, Path=/, Secure and ``__Host-`` over HTTPS."""
+    response.set_cookie(
+        session_cookie_name(connection),
+        token,
+        max_age=max_age_s,
+        path="/",
+        secure=is_secure(connection),
+        httponly=True,
+        samesite="lax",
+    )
+
+
+def clear_login_cookies(response: Response, connection: HTTPConnection) -> None:
+    """Delete the login cookie and the CSRF cookie (logout, signing out everywhere)."""
+    response.delete_cookie(
+        session_cookie_name(connection), path="/", secure=is_secure(connection), httponly=True
+    )
+    delete_csrf_cookie(response, connection)
 
 
 AuthMethod = Literal["bearer", "api_key", "cookie"]

@@ -8,7 +8,6 @@ the reverse order. Every HTTP request goes through ``api/middleware.py`` (reques
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -102,9 +101,6 @@ def create_app(
             stack.callback(hashing_pool.close)
             stack.enter_context(security.installed_hashing_pool(hashing_pool))
             app.state.hashing_pool = hashing_pool
-            # The hash unknown emails are checked against (cached for the process): made now in a
-            # thread, not on the event loop at the first login attempt for an unknown address.
-            await asyncio.to_thread(security.dummy_password_hash)
             if inference:
                 services = await start_services(settings, app_metrics)
                 stack.push_async_callback(services.close)

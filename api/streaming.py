@@ -332,7 +332,7 @@ class DetectionStream:
                 wait = max(0.0, left) if expiring else period
             await asyncio.sleep(wait)
             if expiring:  # known here (the clock may wake a hair early): no database needed
-                await self._end_with_notice(TOKEN_EXPIRED)
+                self.end(CLOSE_POLICY_VIOLATION, TOKEN_EXPIRED)
                 return
             try:
                 async with asyncio.timeout(period):
@@ -348,12 +348,8 @@ class DetectionStream:
                     logger.exception("re-checking a stream's credentials failed")
                 continue
             if not valid:
-                await self._end_with_notice(CREDENTIALS_ENDED)
+                self.end(CLOSE_POLICY_VIOLATION, CREDENTIALS_ENDED)
                 return
-
-    async def _end_with_notice(self, reason: str) -> None:
-        await self._send({"error": f"stream closed: {reason}", "frame": None})
-        await self._close(CLOSE_POLICY_VIOLATION, reason)
 
     async def _receive_loop(self) -> None:
         while True:

@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
-from urllib.parse import urlsplit
 
 from fastapi import WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +27,7 @@ from api.auth import API_KEY_HEADER, read_session_cookie
 from api.config import Settings
 from api.crud import api_keys as api_keys_crud
 from api.crud import tokens as tokens_crud
+from api.csrf import is_same_origin
 from api.db import Database
 from api.db_types import utcnow
 
@@ -63,9 +63,7 @@ def _same_origin(websocket: WebSocket, settings: Settings) -> bool:
     origin = websocket.headers.get("origin")
     if origin is None:  # not a browser: no cross-site risk
         return True
-    if origin in settings.cors_origins:
-        return True
-    return urlsplit(origin).netloc == websocket.headers.get("host")
+    return origin in settings.cors_origins or is_same_origin(origin, websocket)
 
 
 async def _lookup(session: AsyncSession, kind: CredentialKind, value: str) -> StreamCredential:

@@ -62,12 +62,3 @@ async def delete_user_tokens(
         statement = statement.where(AccessToken.token_hash != keep_hash)
     result = await session.execute(statement)
     return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-async def revoke_user_tokens(
-    session: AsyncSession, user_id: int, *, keep_hash: str | None = None
-) -> int:
-    """Delete every token of a user (but ``keep_hash``) and commit; the number deleted."""
-    deleted = await delete_user_tokens(session, user_id, keep_hash=keep_hash)
-    await session.commit()
-    return deleted

@@ -9,7 +9,7 @@ Inactive users are refused by every lookup (login, tokens, keys) whatever rows r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,14 +20,6 @@ from api.crud import api_keys as api_keys_crud
 from api.crud import tokens as tokens_crud
 from api.errors import EmailAlreadyExistsError
 from api.models import User
-
-
-@dataclass(frozen=True)
-class Revoked:
-    """How many credentials of a user were deleted."""
-
-    tokens: int
-    api_keys: int
 
 
 async def create_user(
@@ -62,7 +54,10 @@ async def authenticate(session: AsyncSession, email: str, password: str) -> User
     the answer takes as long for an unknown email as for a wrong password.
     """
     user = await get_user_by_email(session, email)
-    stored = user.hashed_password if user is not None else security.dummy_password_hash()
+    if user is not None:
+        stored = user.hashed_password
+    else:  # made once per process (cached), in a thread: argon2 never runs on the event loop
+        stored = await asyncio.to_thread(security.dummy_password_hash)
     check = await security.verify_password_in_thread(password, stored)
     if user is None or not check.valid or not user.is_active:
         return None
@@ -98,19 +93,15 @@ async def update_user(
 
 async def _delete_credentials(
     session: AsyncSession, user_id: int, *, keep_token_hash: str | None = None
-) -> Revoked:
-    tokens = await tokens_crud.delete_user_tokens(session, user_id, keep_hash=keep_token_hash)
-    keys = await api_keys_crud.delete_user_api_keys(session, user_id)
-    return Revoked(tokens=tokens, api_keys=keys)
+) -> None:
+    await tokens_crud.delete_user_tokens(session, user_id, keep_hash=keep_token_hash)
+    await api_keys_crud.delete_user_api_keys(session, user_id)
 
 
-async def revoke_credentials(
-    session: AsyncSession, user_id: int, *, keep_token_hash: str | None = None
-) -> Revoked:
-    """Delete every access token (but ``keep_token_hash``) and every API key of a user."""
-    revoked = await _delete_credentials(session, user_id, keep_token_hash=keep_token_hash)
+async def revoke_credentials(session: AsyncSession, user_id: int) -> None:
+    """Delete every access token and every API key of a user."""
+    await _delete_credentials(session, user_id)
     await session.commit()
-    return revoked
 
 
 async def update_status(

@@ -16,14 +16,17 @@ from fastapi import APIRouter, Depends, Form, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api import security
-from api.auth import CurrentTokenHash, read_session_cookie, session_cookie_name
-from api.cookies import is_secure
+from api.auth import (
+    CurrentTokenHash,
+    clear_login_cookies,
+    read_session_cookie,
+    set_session_cookie,
+)
 from api.crud import tokens as tokens_crud
 from api.crud import users as users_crud
 from api.csrf import (
     check_same_site,
     csrf_cookie_name,
-    delete_csrf_cookie,
     is_valid_csrf_token,
     new_csrf_token,
     session_binding,
@@ -135,15 +138,7 @@ async def login(
     user = await _authenticate(request, session, limiter, email, password)
     lifetime = settings.access_token_expire_s
     value, row = await tokens_crud.create_access_token(session, user, timedelta(seconds=lifetime))
-    response.set_cookie(
-        session_cookie_name(request),
-        value,
-        max_age=lifetime,
-        path="/",
-        secure=is_secure(request),
-        httponly=True,
-        samesite="lax",
-    )
+    set_session_cookie(response, value, lifetime, request)
     csrf_token = new_csrf_token(settings.secret_key_value, session_binding(row.token_hash))
     set_csrf_cookie(response, csrf_token, request)
     return CsrfToken(csrf_token=csrf_token)
@@ -164,10 +159,7 @@ async def logout(
     """Revoke the access token of this request (bearer or cookie) and clear the cookies."""
     await tokens_crud.revoke_token(session, token_hash)
     await close_streams(request.app, "logged out", credential_hash=token_hash)
-    response.delete_cookie(
-        session_cookie_name(request), path="/", secure=is_secure(request), httponly=True
-    )
-    delete_csrf_cookie(response, request)
+    clear_login_cookies(response, request)
 
 
 @router.get("/csrf")

@@ -18,11 +18,9 @@ from api.auth import (
     AdminUser,
     CurrentPrincipal,
     SessionPrincipal,
-    session_cookie_name,
+    clear_login_cookies,
 )
-from api.cookies import is_secure
 from api.crud import users as users_crud
-from api.csrf import delete_csrf_cookie
 from api.db import SessionDep
 from api.deps import LoginLimiterDep
 from api.errors import ApiError, NotFoundError, PermissionDeniedError
@@ -97,13 +95,6 @@ async def update_me(
     return UserRead.model_validate(user)
 
 
-def _clear_login_cookies(request: Request, response: Response) -> None:
-    response.delete_cookie(
-        session_cookie_name(request), path="/", secure=is_secure(request), httponly=True
-    )
-    delete_csrf_cookie(response, request)
-
-
 @router.delete(
     "/me/tokens",
     status_code=status.HTTP_204_NO_CONTENT,
@@ -118,7 +109,7 @@ async def sign_out_everywhere(
     user_id = principal.user.id
     await users_crud.revoke_credentials(session, user_id)
     await close_streams(request.app, "signed out everywhere", user_id=user_id)
-    _clear_login_cookies(request, response)
+    clear_login_cookies(response, request)
 
 
 @router.delete(
