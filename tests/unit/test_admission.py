@@ -12,6 +12,7 @@ import pytest
 
 from api.admission import AdmissionMiddleware, ThroughputMeter, client_address
 from api.body_limit import BodyLimits
+from tests.helpers.asgi import ScriptedReceive
 
 
 class Clock:
@@ -151,29 +152,6 @@ def test_websockets_pass_untouched_and_bad_bounds_are_refused() -> None:
 # --- bodies: read before the slot, replayed after it -------------------------------------------
 
 
-class Body:
-    """What the server's ``receive`` hands over: ``parts`` in order (each ``(bytes, gate)``: the
-    part comes once its gate is set, at once if None), then ``http.disconnect`` once ``gone`` is
-    set. Counts the calls."""
-
-    def __init__(self, *parts: tuple[bytes, asyncio.Event | None], last: bool = True) -> None:
-        self.parts = list(parts)
-        self.last = last  # the final part ends the body (else more_body stays true)
-        self.gone = asyncio.Event()
-        self.calls = 0
-
-    async def __call__(self) -> dict[str, Any]:
-        self.calls += 1
-        if not self.parts:
-            await self.gone.wait()
-            return {"type": "http.disconnect"}
-        chunk, gate = self.parts.pop(0)
-        if gate is not None:
-            await gate.wait()
-        more = bool(self.parts) or not self.last
-        return {"type": "http.request", "body": chunk, "more_body": more}
-
-
 class ReadingApp:
     """Reads the body to its end, then waits for the disconnect (as api/disconnect.py does)
     unless told not to; answers 200 with the body. Records what it received and the bound's use
@@ -207,7 +185,7 @@ def test_the_fast_path_refusal_reads_no_body() -> None:
         app = middleware(inner, Clock())
         admitted = [asyncio.create_task(call(app, "/prediction")) for _ in range(4)]
         await asyncio.sleep(0)
-        unread = Body((b'{"text": "x"}', None))
+        unread = ScriptedReceive((b'{"text": "x"}', None))
         status, headers, _ = await call(app, "/prediction", receive=unread)
         assert status == 503 and headers[b"retry-after"] == b"2"
         assert unread.calls == 0
@@ -228,7 +206,7 @@ def test_a_slow_body_holds_no_slot_and_reaches_the_app_whole_then_the_disconnect
         app = middleware(inner, Clock())
         reader.admission = app
         rest = asyncio.Event()
-        slow = Body((b'{"text": ', None), (b'"slow"}', rest))
+        slow = ScriptedReceive((b'{"text": ', None), (b'"slow"}', rest))
         slow_call = asyncio.create_task(call(app, "/prediction/batch", receive=slow))
         await asyncio.sleep(0)
         assert app.in_progress["newsgroups"] == 0 and app.receiving == {"127.0.0.1": 1}
@@ -259,7 +237,7 @@ def test_the_bound_is_checked_again_once_the_body_is_in() -> None:
         inner = GatedApp()
         app = middleware(inner, Clock())
         rest = asyncio.Event()
-        slow = Body((b"{", None), (b"}", rest))
+        slow = ScriptedReceive((b"{", None), (b"}", rest))
         slow_call = asyncio.create_task(call(app, "/prediction", receive=slow))
         await asyncio.sleep(0)
         admitted = [asyncio.create_task(call(app, "/prediction")) for _ in range(4)]
@@ -279,7 +257,7 @@ def test_a_body_not_received_within_the_deadline_gets_408_and_never_a_slot() -> 
         inner = GatedApp()
         limits = BodyLimits(limit=100, timeout_s=0.05)
         app = middleware(inner, Clock(), body_limits=limits)
-        never = Body((b"{", None), (b"}", asyncio.Event()))
+        never = ScriptedReceive((b"{", None), (b"}", asyncio.Event()))
         started = asyncio.get_running_loop().time()
         status, headers, reply = await call(app, "/prediction", receive=never)
         elapsed = asyncio.get_running_loop().time() - started
@@ -296,13 +274,13 @@ def test_a_declared_length_over_the_limit_goes_to_the_app_unread_and_without_a_s
         reader = ReadingApp()
         app = middleware(reader, Clock())
         reader.admission = app
-        unread = Body((b"x" * 101, None))
+        unread = ScriptedReceive((b"x" * 101, None))
         status, _, _ = await call(app, "/prediction", receive=unread, content_length="101")
         assert status == 200  # the fake app answers; the real one's body limit says 413
         assert reader.in_progress_at_start == [0] and unread.calls == 1  # the app's read only
         # The upload route's own limit applies there.
         reader.in_progress_at_start.clear()
-        upload = Body((b"x" * 1000, None))
+        upload = ScriptedReceive((b"x" * 1000, None))
         await call(app, "/object-detection", receive=upload, content_length="1001")
         assert upload.calls == 1 and reader.in_progress_at_start == [0]
 
@@ -313,7 +291,7 @@ def test_a_chunked_body_is_buffered_only_to_one_byte_past_the_limit() -> None:
     async def body() -> None:
         reader = ReadingApp()
         app = middleware(reader, Clock())
-        chunks = Body(*[(b"a" * 60, None) for _ in range(5)])
+        chunks = ScriptedReceive(*[(b"a" * 60, None) for _ in range(5)])
         assert (await call(app, "/prediction", receive=chunks))[0] == 200
         # Read by the middleware: 60 + 60 > 100, cut at 101; the app's next read is the
         # server's (its body limit refuses the request at 101 bytes already).
@@ -328,7 +306,7 @@ def test_a_client_that_leaves_mid_body_gets_no_answer_and_takes_no_slot() -> Non
     async def body() -> None:
         inner = GatedApp()
         app = middleware(inner, Clock())
-        leaving = Body((b"{", None), last=False)
+        leaving = ScriptedReceive((b"{", None), last=False)
         leaving.gone.set()
         sent: list[Any] = []
 
@@ -347,7 +325,12 @@ def test_one_address_may_have_only_so_many_bodies_being_received() -> None:
         gate = asyncio.Event()
         slow = [
             asyncio.create_task(
-                call(app, "/prediction", receive=Body((b"{", None), (b"}", gate)), client=host)
+                call(
+                    app,
+                    "/prediction",
+                    receive=ScriptedReceive((b"{", None), (b"}", gate)),
+                    client=host,
+                )
             )
             for host in ("10.0.0.1", "10.0.0.1", "2001:db8::1", "2001:db8::2")
         ]

@@ -12,26 +12,7 @@ from starlette.exceptions import HTTPException
 
 from api.body_limit import BodyLimitMiddleware, BodyLimits, RequestBodyTimeoutError
 from api.errors import RequestBodyTooLargeError
-
-
-class Server:
-    """The server's ``receive``: ``parts`` (None: never comes), then ``http.disconnect`` once
-    ``gone`` is set."""
-
-    def __init__(self, *parts: bytes | None) -> None:
-        self.parts = list(parts)
-        self.gone = asyncio.Event()
-        self.calls = 0
-
-    async def __call__(self) -> dict[str, Any]:
-        self.calls += 1
-        if not self.parts:
-            await self.gone.wait()
-            return {"type": "http.disconnect"}
-        part = self.parts.pop(0)
-        if part is None:
-            await asyncio.Event().wait()
-        return {"type": "http.request", "body": part, "more_body": bool(self.parts)}
+from tests.helpers.asgi import ScriptedReceive
 
 
 async def read_all(receive: Any, then_disconnect: bool = False) -> list[dict[str, Any]]:
@@ -44,7 +25,7 @@ async def read_all(receive: Any, then_disconnect: bool = False) -> list[dict[str
 
 
 def run(
-    server: Server,
+    server: ScriptedReceive,
     limits: BodyLimits,
     path: str = "/posts",
     then_disconnect: bool = False,
@@ -65,22 +46,25 @@ LIMITS = BodyLimits(limit=10, timeout_s=5.0, path_limits={"/upload": 100})
 
 
 def test_a_declared_length_over_the_limit_fails_before_anything_is_read() -> None:
-    server = Server(b"x" * 11)
+    server = ScriptedReceive(b"x" * 11)
     with pytest.raises(RequestBodyTooLargeError) as refused:
         run(server, LIMITS, content_length="11")
     assert refused.value.status_code == 413 and server.calls == 0
-    assert len(run(Server(b"x" * 11), LIMITS, "/upload", content_length="11")[0]["body"]) == 11
+    assert (
+        len(run(ScriptedReceive(b"x" * 11), LIMITS, "/upload", content_length="11")[0]["body"])
+        == 11
+    )
 
 
 def test_a_chunked_body_fails_once_past_the_limit() -> None:
-    server = Server(b"x" * 6, b"x" * 6, b"x" * 6)
+    server = ScriptedReceive(b"x" * 6, b"x" * 6, b"x" * 6)
     with pytest.raises(RequestBodyTooLargeError, match="over the limit of 10 bytes"):
         run(server, LIMITS)
     assert server.calls == 2
 
 
 def test_a_body_not_complete_within_the_deadline_fails_with_408_and_connection_close() -> None:
-    server = Server(b"{", None)
+    server = ScriptedReceive(b"{", (b"", asyncio.Event()))  # the rest never comes
     limits = BodyLimits(limit=10, timeout_s=0.05)
     with pytest.raises(RequestBodyTimeoutError) as late:
         run(server, limits)
@@ -112,7 +96,7 @@ def test_the_deadline_is_for_the_whole_body_not_each_read() -> None:
 
 def test_once_the_body_is_complete_the_disconnect_is_awaited_without_a_deadline() -> None:
     async def body() -> None:
-        server = Server(b"{}")
+        server = ScriptedReceive(b"{}")
         got: list[dict[str, Any]] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
