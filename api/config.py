@@ -7,7 +7,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from api.timeouts import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_HEADER_BYTES
+from api.platform.timeouts import BODY_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_HEADER_BYTES
 from serving.settings import ServingSettings
 
 # The development secret: fine on a laptop, refused when ENVIRONMENT=production.
@@ -64,7 +64,7 @@ class Settings(ServingSettings):
     # a Triton restart costs latency instead of errors; 0 fails at once.
     triton_ride_through_s: float = Field(default=8.0, ge=0)
     # Inference requests in progress per model and worker process; beyond it a request gets 503
-    # at once, before its body is read (api/admission.py). Unset: the queue size.
+    # at once, before its body is read (api/inference/admission.py). Unset: the queue size.
     max_inference_requests: int | None = Field(default=None, ge=1)
     # ... and fewer while the model is slow: at most this many seconds' worth of its measured
     # throughput (at least 8), so accepted requests wait about this long at worst.
@@ -84,7 +84,8 @@ class Settings(ServingSettings):
     # Hostile input (README "Hostile input"). Request bodies other than image uploads (those
     # get max_upload_bytes plus multipart overhead): 413 past this size, nothing more is read.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1)
-    # Slow clients (api/body_limit.py, api/admission.py, api/transport.py). A request body must
+    # Slow clients (api/platform/body_limit.py, api/inference/admission.py,
+    # api/platform/transport.py). A request body must
     # arrive within body_timeout_s of its headers, else 408 and the connection closed (60 s: a
     # 10 MiB upload over a ~1.5 Mbit/s uplink). Inference bodies are read before they take an
     # admission slot, at most max_receiving_bodies_per_client at once per client address (IPv6
@@ -138,7 +139,7 @@ class Settings(ServingSettings):
     # Browsers on these origins may call the API with credentials (CORS); none by default.
     cors_origins: list[str] = Field(default_factory=list)
 
-    # Login throttling (POST /token, POST /login; api/login_limits.py): failed attempts per
+    # Login throttling (POST /token, POST /login; api/accounts/login_limits.py): failed attempts per
     # account and per client IP within a fixed window, answered with 429 + Retry-After. Shared
     # by all workers through Redis when REDIS_URL is set, else per process (bounded).
     login_rate_limit_enabled: bool = True
@@ -156,7 +157,7 @@ class Settings(ServingSettings):
     register_window_s: float = Field(default=3600.0, gt=0)
     register_max_attempts_per_ip: int = Field(default=20, ge=1)
 
-    # Password hashing (api/security.py): argon2id (~64 MiB and tens of ms each) on its own
+    # Password hashing (api/accounts/security.py): argon2id (~64 MiB and tens of ms each) on its own
     # threads (unset: one per core, at most 4). New hashes (registration, password changes) may
     # use all threads but one and at most `password_hash_max_waiting` wait; verifications
     # (logins, current-password checks) may use every thread, `password_verify_max_waiting` wait.

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.accounts.login_limits import LoginLimiter
 from api.config import Settings
-from api.login_limits import LoginLimiter
-from api.metrics import Metrics
-from api.services import Services
+from api.inference.services import Services
+from api.platform.metrics import Metrics
 
 
 async def get_services(request: Request) -> Services:

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
-from api.cache.base import CacheError, CacheUnavailableError
+from api.inference.cache.base import CacheError, CacheUnavailableError
 from serving.batching import QueueFullError
 from serving.detection import (
     CorruptImageError,
@@ -81,11 +81,11 @@ class NotFoundError(ApiError):
 class CrossSiteRequestError(PermissionDeniedError):
     """A browser request from another site (``Sec-Fetch-Site: cross-site``, or an ``Origin``
     that is neither this host nor in ``TRITONGATE_CORS_ORIGINS``) to log in or to write with the
-    login cookie (api/csrf.py)."""
+    login cookie (api/accounts/csrf.py)."""
 
 
 class RateLimitedError(ApiError):
-    """429 with ``Retry-After``: a limit of api/login_limits.py."""
+    """429 with ``Retry-After``: a limit of api/accounts/login_limits.py."""
 
     status_code = 429
 
@@ -98,15 +98,15 @@ class RateLimitedError(ApiError):
 
 
 class TooManyLoginAttemptsError(RateLimitedError):
-    """Too many failed logins for an account or from an address (api/login_limits.py)."""
+    """Too many failed logins for an account or from an address (api/accounts/login_limits.py)."""
 
 
 class TooManyRegistrationsError(RateLimitedError):
-    """Too many registrations from one address (api/login_limits.py)."""
+    """Too many registrations from one address (api/accounts/login_limits.py)."""
 
 
 class PasswordHashingBusyError(ApiError):
-    """The password hashing pool's queue is full (api/security.py): 503, retry later."""
+    """The password hashing pool's queue is full (api/accounts/security.py): 503, retry later."""
 
     status_code = 503
 
@@ -130,7 +130,7 @@ class UnprocessableInputError(ApiError):
 
 
 class RequestBodyTooLargeError(HTTPException):
-    """A request body over its limit (api/body_limit.py), raised while the app reads it.
+    """A request body over its limit (api/platform/body_limit.py), raised while the app reads it.
 
     An ``HTTPException`` (not an :class:`ApiError`) because FastAPI turns anything else raised
     while it reads a body into a 400; FastAPI's handler answers ``{"detail": ...}`` with 413."""

@@ -2,7 +2,7 @@
 
 The lifespan opens the database (applying migrations when ``TRITONGATE_MIGRATE_ON_STARTUP``),
 then starts the inference services (client, batchers, prediction cache); shutdown closes them in
-the reverse order. Every HTTP request goes through ``api/middleware.py`` (request id,
+the reverse order. Every HTTP request goes through ``api/platform/middleware.py`` (request id,
 ``X-Process-Time``, metrics); ``/metrics`` is served unless disabled or moved to its own port.
 """
 
@@ -16,42 +16,32 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from api import migrate, security, transport
-from api.admission import INFERENCE_PATHS, AdmissionMiddleware
-from api.auth import API_KEY_HEADER
-from api.body_limit import BodyLimitMiddleware, BodyLimits
-from api.cache import CACHE_HEADER
+from api.accounts import security
+from api.accounts.auth import API_KEY_HEADER
+from api.accounts.csrf import CSRF_HEADER
+from api.accounts.login_limits import build_login_limiter
+from api.accounts.routes import api_keys, auth, users
+from api.blog.routes import comments, posts
 from api.config import Settings
-from api.csrf import CSRF_HEADER
-from api.db import Database
+from api.db import migrate
+from api.db.engine import Database
 from api.errors import install_error_handlers
-from api.logging_setup import configure_logging
-from api.login_limits import build_login_limiter
-from api.metrics import Metrics, multiprocess_dir
-from api.middleware import ObservabilityMiddleware
-from api.request_context import REQUEST_ID_HEADER
-from api.responses import error_responses
-from api.routes import (
-    api_keys,
-    auth,
-    cache,
-    comments,
-    detect,
-    health,
-    metrics,
-    models,
-    page,
-    posts,
-    predict,
-    stream,
-    users,
-)
-from api.routes.page import STATIC_DIR
-from api.runtime import tune_garbage_collector
-from api.security_headers import SecurityHeadersMiddleware
-from api.services import start_services
-from api.shutdown import close_streams_on_stop
-from api.tenancy import record_tenant
+from api.inference.admission import INFERENCE_PATHS, AdmissionMiddleware
+from api.inference.cache import CACHE_HEADER
+from api.inference.routes import cache, detect, health, models, page, predict, stream
+from api.inference.routes.page import STATIC_DIR
+from api.inference.services import start_services
+from api.inference.shutdown import close_streams_on_stop
+from api.inference.tenancy import record_tenant
+from api.platform import metrics_route, transport
+from api.platform.body_limit import BodyLimitMiddleware, BodyLimits
+from api.platform.logging_setup import configure_logging
+from api.platform.metrics import Metrics, multiprocess_dir
+from api.platform.middleware import ObservabilityMiddleware
+from api.platform.request_context import REQUEST_ID_HEADER
+from api.platform.responses import error_responses
+from api.platform.runtime import tune_garbage_collector
+from api.platform.security_headers import SecurityHeadersMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +73,7 @@ def create_app(
 ) -> FastAPI:
     """The API. ``inference=False`` leaves out the models (no inference client, no inference,
     model or readiness routes): the accounts and blog API alone, as its tests use it.
-    ``tune_runtime`` applies :mod:`api.runtime`'s process tuning after start-up (server
+    ``tune_runtime`` applies :mod:`api.platform.runtime`'s process tuning after start-up (server
     processes only: it is process-wide)."""
 
     app_metrics = Metrics(multiprocess_dir()) if settings.metrics_enabled else None
@@ -155,7 +145,7 @@ def create_app(
             expose_headers=[REQUEST_ID_HEADER, "X-Process-Time", CACHE_HEADER],
         )
     if inference:
-        # Overload is shed before any routing or body parsing (see api/admission.py).
+        # Overload is shed before any routing or body parsing (see api/inference/admission.py).
         app.add_middleware(
             AdmissionMiddleware,
             limit=settings.max_inference_requests or settings.queue_size,
@@ -190,14 +180,14 @@ def create_app(
     if inference:
         app.include_router(cache.router)
     if app_metrics is not None and settings.metrics_port is None:
-        app.include_router(metrics.router)
+        app.include_router(metrics_route.router)
     return app
 
 
 def app_from_environment() -> FastAPI:
     """Factory for uvicorn/gunicorn workers: settings from the environment, and the process's
-    logging and request-head limits (api/transport.py) configured from them (after the server's
-    own set-up, which it replaces; before it accepts connections)."""
+    logging and request-head limits (api/platform/transport.py) configured from them (after the
+    server's own set-up, which it replaces; before it accepts connections)."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     transport.configure(

@@ -7,7 +7,8 @@
 * **Hits**: a small set of documents, each requested once to warm the cache, then repeated.
 
 Every measured response is read by a :class:`ResponseTally`: ``X-Process-Time`` (seconds from the
-request's arrival in the API to the start of its response, set by ``api/middleware.py``) is the
+request's arrival in the API to the start of its response, set by ``api/platform/middleware.py``)
+is the
 server time, and ``X-Cache`` (``hit`` or ``miss``) is counted, so the report can show that hits
 were hits and misses were misses.
 """

@@ -1,4 +1,4 @@
-"""``tritongate bench``: the benchmark runner's command line (mounted by ``serving/cli.py``).
+"""``tritongate bench``: the benchmark runner's command line (mounted by ``cli/main.py``).
 
     tritongate bench [--scenario text|detection|streams|cache|batching|all] [--duration S]
                      [--warmup S] [--concurrency 1,4,16] [--rate R,R] [--rounds N] [--workers N]

@@ -1,7 +1,7 @@
 """Camera-like frames for the WebSocket scenario: the shared photos as the page would send them.
 
-The page (``api/static/app.js``) captures 640 × 480 frames from the camera and sends each as a
-JPEG of quality 0.85. Each photo is turned into such a frame once, before any load: oriented by
+The page (``api/inference/static/app.js``) captures 640 × 480 frames from the camera and sends each
+as a JPEG of quality 0.85. Each photo is turned into such a frame once, before any load: oriented by
 its EXIF tag, cropped to 4:3 around its centre and scaled to 640 × 480 (``ImageOps.fit``), then
 encoded as a JPEG of quality 85.
 """

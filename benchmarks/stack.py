@@ -5,7 +5,8 @@
 * ``triton``: a local tritonserver on the model repository (or on a *derived* repository whose
   newsgroups ``max_batch_size`` differs, for the batch-size sweep), unless a Triton URL was
   given (``--triton-url`` / ``TRITONGATE_TRITON_URL``);
-* ``api``: the TritonGate API as ``tritongate serve`` runs it (``api.server.api_command``: uvicorn
+* ``api``: the TritonGate API as ``tritongate serve`` runs it (``api.platform.server.api_command``:
+  uvicorn
   for one worker, gunicorn for several) with an :class:`ApiConfig`, pointed at that Triton;
   unless a deployment URL was given (``--url``), which is then measured as it is;
 * ``book``: the book's app (:mod:`benchmarks.baselines.book_app`), text only or with YOLOS;
@@ -290,7 +291,7 @@ class Stack:
         grpc_url = self.triton_url(config.max_batch_size)
         repository = self._repository_for(config.max_batch_size)
         from api.config import Settings
-        from api.server import api_command
+        from api.platform.server import api_command
 
         port = free_port()
         workers = self.settings.workers
@@ -337,7 +338,7 @@ class Stack:
         """A database of the benchmark's own, unless one is configured (inference never uses it)."""
         if os.environ.get("TRITONGATE_DATABASE_URL"):
             return {}
-        path = (self.settings.work_dir / "api.db").resolve()
+        path = (self.settings.work_dir / "api.db.engine").resolve()
         return {"TRITONGATE_DATABASE_URL": f"sqlite+aiosqlite:///{path}"}
 
     def _stop_api(self) -> None:

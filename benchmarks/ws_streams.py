@@ -1,8 +1,8 @@
 """WebSocket streams (scenario 3): N clients each sending camera frames at a fixed rate.
 
 Each stream is one asyncio client (the ``websockets`` package) on its own connection to the
-streaming endpoint (protocol in ``api/streaming.py``). It first sends the threshold as a text
-message, then binary frames on a fixed schedule, open loop: frame ``k`` is sent at
+streaming endpoint (protocol in ``api/inference/streaming.py``). It first sends the threshold as a
+text message, then binary frames on a fixed schedule, open loop: frame ``k`` is sent at
 ``start + phase + k / fps`` whatever the replies (the streams' phases are spread over one frame
 interval, as independent cameras would be). A receiver reads the JSON results meanwhile.
 

@@ -14,12 +14,12 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from api import security
-from api.crud import api_keys as api_keys_crud
-from api.crud import tokens as tokens_crud
-from api.crud import users as users_crud
-from api.db import Database
-from api.models import User
+from api.accounts import security
+from api.accounts.crud import api_keys as api_keys_crud
+from api.accounts.crud import tokens as tokens_crud
+from api.accounts.crud import users as users_crud
+from api.db.engine import Database
+from api.db.tables import User
 
 PASSWORD = "correct horse battery staple"
 _numbers = itertools.count(1)

@@ -62,8 +62,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 @pytest.fixture
 def verified_passwords(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Every ``(password, stored hash)`` argon2 verifies during the test, in order: a spy on
-    ``api.security.verify_password``, which the login and current-password checks all use."""
-    from api import security
+    ``api.accounts.security.verify_password``, which the login and current-password checks all
+    use."""
+    from api.accounts import security
 
     verified: list[tuple[str, str]] = []
     real_verify = security.verify_password

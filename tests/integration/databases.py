@@ -15,10 +15,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from api import migrate
 from api.config import Settings
-from api.db import create_engine
-from api.models import Base
+from api.db import migrate
+from api.db.engine import create_engine
+from api.db.tables import Base
 
 TEST_DATABASE_URL_VARIABLE = "TEST_DATABASE_URL"
 DATABASE_KINDS = ("sqlite", "postgresql")

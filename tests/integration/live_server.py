@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api.config import Settings
-from api.uvicorn_options import uvicorn_flags
+from api.platform.uvicorn_options import uvicorn_flags
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.api_client import app_settings
 

@@ -23,7 +23,7 @@ from fastapi.routing import APIRoute, APIWebSocketRoute, iter_route_contexts
 from fastapi.staticfiles import StaticFiles
 from starlette.routing import Mount, Route, WebSocketRoute
 
-from api.auth import SESSION_REQUIRED, get_admin_principal
+from api.accounts.auth import SESSION_REQUIRED, get_admin_principal
 from tests.integration.accounts import Account, issue_api_key, issue_token, make_account
 from tests.integration.api_client import app_settings, db_app_settings, running_app
 from tests.integration.openapi_auth import refusals

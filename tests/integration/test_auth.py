@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api import security
-from api.csrf import CSRF_COOKIE, CSRF_HEADER
-from api.models import AccessToken
+from api.accounts import security
+from api.accounts.csrf import CSRF_COOKIE, CSRF_HEADER
+from api.db.tables import AccessToken
 from tests.integration.accounts import (
     PASSWORD,
     issue_api_key,

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.cache import RedisCache
+from api.inference.cache import RedisCache
 from serving.launcher import LocalTriton
 from tests.integration.accounts import issue_api_key, make_account
 from tests.integration.api_client import app_settings, running_app
@@ -347,17 +347,17 @@ def test_redis_down_keeps_serving_and_the_cache_comes_back(
             assert (await _predict(client, body)).headers["x-cache"] == "miss"
             assert (await _predict(client, body)).headers["x-cache"] == "hit"
 
-    with caplog.at_level(logging.INFO, logger="api.cache"):
+    with caplog.at_level(logging.INFO, logger="api.inference.cache"):
         try:
             asyncio.run(check())
         finally:
             redis.stop()
-    guard = [r for r in caplog.records if r.name == "api.cache.guard"]
+    guard = [r for r in caplog.records if r.name == "api.inference.cache.guard"]
     warnings = [r for r in guard if r.levelno == logging.WARNING]
     assert len(warnings) == 1, "one warning per interval, however many failures"
     assert "redis cache unavailable" in warnings[0].getMessage()
     assert sum("redis cache is back" in r.getMessage() for r in guard) == 2
-    startup = [r for r in caplog.records if r.name == "api.cache"]
+    startup = [r for r in caplog.records if r.name == "api.inference.cache"]
     assert any("unavailable" in r.getMessage() for r in startup)
 
 

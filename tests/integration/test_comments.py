@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from api.schemas.comments import COMMENT_CONTENT_MAX_LENGTH
+from api.blog.schemas.comments import COMMENT_CONTENT_MAX_LENGTH
 from tests.integration.accounts import make_account
 from tests.integration.api_client import db_app_settings, running_app
 

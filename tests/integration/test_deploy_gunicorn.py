@@ -1,5 +1,5 @@
 """The production server: ``tritongate serve --workers 2`` (prestart, then gunicorn with uvicorn
-workers from api/gunicorn_conf.py) against the session's tritonserver. Traffic reaches both
+workers from api/platform/gunicorn_conf.py) against the session's tritonserver. Traffic reaches both
 workers (each access line carries its process id), and SIGTERM while requests are in flight lets
 them finish with 200 before everything exits cleanly."""
 
@@ -46,7 +46,7 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], text: str, timeout: 
 
 def _healthcheck(port: int, path: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "TRITONGATE_PORT": str(port)}
-    command = [sys.executable, "-m", "api.healthcheck", path]
+    command = [sys.executable, "-m", "api.platform.healthcheck", path]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -97,7 +97,7 @@ def serve(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
-        sys.executable, "-m", "serving.cli", "serve", "--workers", str(WORKERS), "--port", str(port)
+        sys.executable, "-m", "cli.main", "serve", "--workers", str(WORKERS), "--port", str(port)
     ]  # fmt: skip
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:

@@ -1,5 +1,5 @@
-"""The prestart step (``api/prestart.py``, ``tritongate prestart``): bounded waits with a clear
-failure for a database or a Triton that does not answer, migrations applied once they do, and
+"""The prestart step (``api/platform/prestart.py``, ``tritongate prestart``): bounded waits with a
+clear failure for a database or a Triton that does not answer, migrations applied once they do, and
 ``serve`` refusing to start workers when prestart fails."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 from sqlalchemy import inspect
 
 from api.config import Settings
-from api.db import create_engine
-from api.prestart import PrestartError, prestart, wait_until
+from api.db.engine import create_engine
+from api.platform.prestart import PrestartError, prestart, wait_until
 from serving.launcher import LocalTriton, TritonPorts
 
 TRITONGATE = str(Path(sys.executable).parent / "tritongate")

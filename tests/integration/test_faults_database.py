@@ -21,7 +21,7 @@ import websockets
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
-from api.models import Post
+from api.db.tables import Post
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.accounts import make_account
 from tests.integration.api_client import app_settings, db_app_settings, running_app

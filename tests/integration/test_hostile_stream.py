@@ -35,7 +35,7 @@ import pytest
 import websockets
 from PIL import Image
 
-from api.streaming import NOT_AN_IMAGE
+from api.inference.streaming import NOT_AN_IMAGE
 from serving.launcher import LocalTriton
 from tests.helpers.memory import MIB, peak_rss_growth
 from tests.integration.live_server import LiveServer, live_api

@@ -8,7 +8,7 @@ import asyncio
 from datetime import timedelta
 from pathlib import Path
 
-from api.csrf import CSRF_HEADER
+from api.accounts.csrf import CSRF_HEADER
 from tests.integration.accounts import PASSWORD, issue_api_key, issue_token, make_account
 from tests.integration.api_client import app_settings, running_app
 from tests.integration.openapi_auth import operations, refusals

@@ -1,5 +1,5 @@
-"""Brute-force limits on POST /token and POST /login (api/login_limits.py): per account, per
-client IP, the known-address exemption, the window, concurrency, several workers sharing Redis
+"""Brute-force limits on POST /token and POST /login (api/accounts/login_limits.py): per account,
+per client IP, the known-address exemption, the window, concurrency, several workers sharing Redis
 and a Redis outage. Real app, real databases, the shared Redis when TEST_REDIS_URL is set."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api import security
+from api.accounts import security
+from api.accounts.login_limits import MemoryAttemptStore, RegisterLimits, build_login_limiter
 from api.config import Settings
-from api.login_limits import MemoryAttemptStore, RegisterLimits, build_login_limiter
 from tests.integration.accounts import PASSWORD, make_account, unique_email
 from tests.integration.api_client import db_app_settings, running_app
 from tests.integration.redis_server import remove_prefix, shared_redis_url, unique_prefix
@@ -254,9 +254,9 @@ def test_redis_outage_falls_back_to_per_process_limits(
             other = await make_account(app)
             assert (await token(client, other.email, PASSWORD)).status_code == 200
 
-    with caplog.at_level(logging.WARNING, logger="api.login_limits"):
+    with caplog.at_level(logging.WARNING, logger="api.accounts.login_limits"):
         asyncio.run(check())
-    warnings = [r.getMessage() for r in caplog.records if r.name == "api.login_limits"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "api.accounts.login_limits"]
     assert warnings and "counting in this process" in warnings[0]
 
 

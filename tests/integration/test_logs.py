@@ -113,10 +113,10 @@ def test_logs_are_json_carry_request_ids_and_no_secrets(server: LiveServer) -> N
     log = server.log()
     records = [json.loads(line) for line in log.splitlines() if line.strip()]  # all JSON
     loggers = {record["logger"] for record in records}
-    assert {"uvicorn.error", "tritongate.access", "api.cache.guard"} <= loggers
+    assert {"uvicorn.error", "tritongate.access", "api.inference.cache.guard"} <= loggers
     traced_lines = [record for record in records if record.get("request_id") == REQUEST_ID]
     assert {record["logger"] for record in traced_lines} == {
-        "api.cache.guard",  # the Redis warning, written while serving this request
+        "api.inference.cache.guard",  # the Redis warning, written while serving this request
         "tritongate.access",
     }
     access = next(r for r in traced_lines if r["logger"] == "tritongate.access")

@@ -190,7 +190,7 @@ def test_two_gunicorn_workers_report_to_one_scrape(
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [
-        sys.executable, "-m", "serving.cli", "serve", "--workers", "2", "--port", str(api_port)
+        sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(api_port)
     ]  # fmt: skip
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:

@@ -13,10 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
-from api import migrate
 from api.config import Settings
-from api.db import create_engine
-from api.models import Base
+from api.db import migrate
+from api.db.engine import create_engine
+from api.db.tables import Base
 from tests.integration.api_client import running_app
 from tests.integration.databases import (
     DATABASE_KINDS,

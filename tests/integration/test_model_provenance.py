@@ -1,5 +1,5 @@
 """What anonymous callers learn from ``GET /models``: where the weights came from and when, not
-the exporting host's paths, checksums or exact library versions (api/routes/models.py)."""
+the exporting host's paths, checksums or exact library versions (api/inference/routes/models.py)."""
 
 from __future__ import annotations
 

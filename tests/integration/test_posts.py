@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, func, select, text
 
-from api.models import Comment, Post
-from api.schemas.posts import EXCERPT_LENGTH, POST_CONTENT_MAX_LENGTH
+from api.blog.schemas.posts import EXCERPT_LENGTH, POST_CONTENT_MAX_LENGTH
+from api.db.tables import Comment, Post
 from tests.integration.accounts import make_account
 from tests.integration.api_client import db_app_settings, running_app
 

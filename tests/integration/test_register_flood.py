@@ -1,5 +1,6 @@
 """A flood of anonymous registrations against the real server (uvicorn, real argon2) does not
-starve logins nor blow up memory: new hashes run on the bounded hashing pool (api/security.py),
+starve logins nor blow up memory: new hashes run on the bounded hashing pool
+(api/accounts/security.py),
 which keeps a thread for verifications and refuses what it cannot queue with 503.
 
 The attack of issue #15 (finding 5): 150 sign-ups at concurrency 32 took a real login from

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.admin import set_admin
+from api.accounts.admin import set_admin
 from serving.launcher import LocalTriton
 from tests.integration.api_client import app_settings
 from tests.integration.faults import jpeg

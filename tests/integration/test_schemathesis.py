@@ -66,8 +66,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from api.accounts.crud import users as users_crud
 from api.config import Settings
-from api.crud import users as users_crud
 from serving.launcher import LocalTriton, TritonPorts
 from tests.integration.accounts import PASSWORD, issue_token, make_account
 from tests.integration.api_client import app_settings, running_app

@@ -1,4 +1,4 @@
-"""Security headers (api/security_headers.py) on the real app, and the docs pages' switch.
+"""Security headers (api/platform/security_headers.py) on the real app, and the docs pages' switch.
 
 The page's CSP is checked against what the page actually loads (its HTML and script) and the
 docs' CSP against the URLs FastAPI's docs pages load; the e2e tests run the page under its CSP
@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from api.routes.page import STATIC_DIR
-from api.security_headers import DOCS_CSP, PAGE_CSP
+from api.inference.routes.page import STATIC_DIR
+from api.platform.security_headers import DOCS_CSP, PAGE_CSP
 from tests.integration.api_client import app_settings, db_app_settings, running_app
 
 DOCS_PAGES = ("/docs", "/docs/oauth2-redirect", "/redoc")

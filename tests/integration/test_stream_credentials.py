@@ -24,7 +24,7 @@ import httpx
 import pytest
 import websockets
 
-from api.streaming import CREDENTIALS_ENDED, TOKEN_EXPIRED
+from api.inference.streaming import CREDENTIALS_ENDED, TOKEN_EXPIRED
 from serving.launcher import LocalTriton
 from tests.integration.api_client import app_settings
 from tests.integration.faults import jpeg

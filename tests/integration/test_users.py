@@ -11,10 +11,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from api import security
-from api.auth import SESSION_REQUIRED
-from api.csrf import CSRF_HEADER
-from api.models import ApiKey
+from api.accounts import security
+from api.accounts.auth import SESSION_REQUIRED
+from api.accounts.csrf import CSRF_HEADER
+from api.db.tables import ApiKey
 from tests.integration.accounts import (
     PASSWORD,
     issue_api_key,
@@ -363,7 +363,7 @@ def test_an_admin_scope_key_cannot_make_or_unmake_admins(database_url: str) -> N
 def test_demotion_deletes_admin_scope_keys_so_repromotion_revives_none(
     database_url: str, how: str
 ) -> None:
-    from api.admin import set_admin
+    from api.accounts.admin import set_admin
 
     async def check() -> None:
         settings = db_app_settings(database_url)
@@ -451,7 +451,7 @@ def test_api_keys_are_shown_once_stored_hashed_and_revocable(database_url: str) 
 
 
 def test_admin_command_grants_and_withdraws_rights(database_url: str) -> None:
-    from api.admin import set_admin
+    from api.accounts.admin import set_admin
 
     async def check() -> None:
         settings = db_app_settings(database_url)

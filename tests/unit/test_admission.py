@@ -1,5 +1,5 @@
-"""api.admission: the in-progress bound per model, with a gated fake ASGI app and a fake clock;
-bodies read (within their deadline, a few per client address) before a slot is taken, then
+"""api.inference.admission: the in-progress bound per model, with a gated fake ASGI app and a fake
+clock; bodies read (within their deadline, a few per client address) before a slot is taken, then
 replayed to the app."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from api.admission import AdmissionMiddleware, ThroughputMeter, client_address
-from api.body_limit import BodyLimits
+from api.inference.admission import AdmissionMiddleware, ThroughputMeter, client_address
+from api.platform.body_limit import BodyLimits
 from tests.helpers.asgi import ScriptedReceive
 
 
@@ -153,7 +153,8 @@ def test_websockets_pass_untouched_and_bad_bounds_are_refused() -> None:
 
 
 class ReadingApp:
-    """Reads the body to its end, then waits for the disconnect (as api/disconnect.py does)
+    """Reads the body to its end, then waits for the disconnect (as api/inference/disconnect.py
+    does)
     unless told not to; answers 200 with the body. Records what it received and the bound's use
     at its start."""
 

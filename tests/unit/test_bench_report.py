@@ -11,7 +11,7 @@ from benchmarks import tables
 from benchmarks.compare import compare_markdown
 from benchmarks.records import QUANTILES, RunRecord
 from benchmarks.report import write_report
-from serving.cli import app
+from cli.main import app
 from tests.unit.benchmarks.synthetic import synthetic_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

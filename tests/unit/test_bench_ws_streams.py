@@ -23,7 +23,8 @@ Handler = Callable[[ServerConnection], Awaitable[None]]
 def newest_frame_server(
     delay: float, errors: bool = False, settings: list[object] | None = None
 ) -> Handler:
-    """A handler like api/streaming.py: one waiting frame per connection, results as JSON."""
+    """A handler like api/inference/streaming.py: one waiting frame per connection, results as
+    JSON."""
 
     async def handler(websocket: ServerConnection) -> None:
         waiting: tuple[int, float] | None = None

@@ -1,4 +1,5 @@
-"""api.body_limit: the size limit (413 before reading what is over it) and the body deadline
+"""api.platform.body_limit: the size limit (413 before reading what is over it) and the body
+deadline
 (408 at the app's read, with ``Connection: close``; none once the body is complete), with fake
 ASGI messages."""
 
@@ -10,8 +11,8 @@ from typing import Any
 import pytest
 from starlette.exceptions import HTTPException
 
-from api.body_limit import BodyLimitMiddleware, BodyLimits, RequestBodyTimeoutError
 from api.errors import RequestBodyTooLargeError
+from api.platform.body_limit import BodyLimitMiddleware, BodyLimits, RequestBodyTimeoutError
 from tests.helpers.asgi import ScriptedReceive
 
 

@@ -9,8 +9,14 @@ from collections import Counter
 
 import pytest
 
-from api.cache import CacheUnavailableError, GuardedCache, MemoryCache, image_key, text_key
-from api.cache.keys import HASH_IN_THREAD_BYTES, image_key_off_loop, texts_key
+from api.inference.cache import (
+    CacheUnavailableError,
+    GuardedCache,
+    MemoryCache,
+    image_key,
+    text_key,
+)
+from api.inference.cache.keys import HASH_IN_THREAD_BYTES, image_key_off_loop, texts_key
 
 
 class Clock:
@@ -166,7 +172,7 @@ def test_guard_bypasses_a_failing_backend_warns_once_per_interval_and_recovers(
         assert await guard.get("m", "k") == b"v"
         assert not guard.failing
 
-    with caplog.at_level(logging.INFO, logger="api.cache.guard"):
+    with caplog.at_level(logging.INFO, logger="api.inference.cache.guard"):
         run(scenario())
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "flaky cache unavailable" in warnings[0].getMessage()

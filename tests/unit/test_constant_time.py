@@ -2,8 +2,8 @@
 
 Every comparison of a secret with a value the client sent (the CSRF double-submit and its
 signature, the metrics token on the API port and on the metrics port) must go through
-``hmac.compare_digest`` (``api.security.constant_time_equal`` wraps it): a spy replaces it and
-the tests check that it saw the values. No timing is measured. Access tokens and API keys are
+``hmac.compare_digest`` (``api.accounts.security.constant_time_equal`` wraps it): a spy replaces it
+and the tests check that it saw the values. No timing is measured. Access tokens and API keys are
 never compared in Python: the database is asked for the row whose SHA-256 matches, so the value
 itself never reaches a comparison (nor the database).
 """
@@ -19,14 +19,14 @@ import pytest
 from sqlalchemy.dialects import sqlite
 from starlette.requests import Request
 
-from api import security
+from api.accounts import security
+from api.accounts.crud import api_keys as api_keys_crud
+from api.accounts.crud import tokens as tokens_crud
+from api.accounts.csrf import CSRF_COOKIE, CSRF_HEADER, check_csrf, new_csrf_token
 from api.config import Settings
-from api.crud import api_keys as api_keys_crud
-from api.crud import tokens as tokens_crud
-from api.csrf import CSRF_COOKIE, CSRF_HEADER, check_csrf, new_csrf_token
 from api.errors import CsrfError, NotAuthenticatedError
-from api.metrics_server import _with_token
-from api.routes.metrics import check_metrics_token
+from api.platform.metrics_route import check_metrics_token
+from api.platform.metrics_server import _with_token
 
 SECRET_KEY = "k" * 40
 METRICS_TOKEN = "metrics-secret-token"

@@ -1,13 +1,18 @@
 """The login and CSRF cookie names by scheme, and reading the login cookie on HTTP and
-WebSocket connections (api/cookies.py, api/auth.py's read_session_cookie)."""
+WebSocket connections (api/accounts/cookies.py, api/accounts/auth.py's read_session_cookie)."""
 
 from __future__ import annotations
 
 import pytest
 from starlette.requests import HTTPConnection
 
-from api.auth import HOST_TOKEN_COOKIE, TOKEN_COOKIE, read_session_cookie, session_cookie_name
-from api.cookies import cookie_name, is_secure
+from api.accounts.auth import (
+    HOST_TOKEN_COOKIE,
+    TOKEN_COOKIE,
+    read_session_cookie,
+    session_cookie_name,
+)
+from api.accounts.cookies import cookie_name, is_secure
 
 
 def _connection(kind: str, scheme: str, cookie: str | None) -> HTTPConnection:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from api.csrf import (
+from api.accounts.csrf import (
     ANONYMOUS,
     CSRF_COOKIE,
     CSRF_HEADER,

@@ -1,10 +1,10 @@
-"""api.deadlines: many deadlines on one timer, on a real event loop with short delays."""
+"""api.platform.deadlines: many deadlines on one timer, on a real event loop with short delays."""
 
 from __future__ import annotations
 
 import asyncio
 
-from api.deadlines import Deadlines
+from api.platform.deadlines import Deadlines
 
 
 def test_each_key_expires_at_its_deadline_unless_discarded_first() -> None:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from api.config import Settings
-from api.timeouts import STOP_TIMEOUT_S
+from api.platform.timeouts import STOP_TIMEOUT_S
 from tests.helpers.deploy_files import (
     get_routes,
     nginx_seconds,
@@ -175,7 +175,7 @@ def test_the_api_health_check_asks_a_real_route(
     routes = get_routes(tmp_path)
     assert {"/health/live", "/health/ready"} <= routes
     test = services["api"]["healthcheck"]["test"]
-    assert test[:4] == ["CMD", "python", "-m", "api.healthcheck"]
+    assert test[:4] == ["CMD", "python", "-m", "api.platform.healthcheck"]
     assert test[4] in routes
     assert "/v2/health/ready" in " ".join(services["triton"]["healthcheck"]["test"])
 

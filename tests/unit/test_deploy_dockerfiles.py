@@ -79,7 +79,7 @@ def test_images_run_as_a_non_root_user(dockerfile: Dockerfile, stage: str) -> No
 def test_api_and_triton_have_health_checks_on_real_endpoints(dockerfile: Dockerfile) -> None:
     (api,) = dockerfile.stage("api").all("HEALTHCHECK")
     command = api.arguments.split(" CMD ", 1)[1]
-    assert yaml.safe_load(command) == ["python", "-m", "api.healthcheck", "/health/live"]
+    assert yaml.safe_load(command) == ["python", "-m", "api.platform.healthcheck", "/health/live"]
     (triton,) = dockerfile.stage("triton").all("HEALTHCHECK")
     assert "/v2/health/ready" in triton.arguments
     (none,) = dockerfile.stage("export").all("HEALTHCHECK")
@@ -179,8 +179,8 @@ def test_dockerignore_keeps_local_and_generated_files_out(path: str) -> None:
         "pyproject.toml",
         "README.md",
         "api/main.py",
-        "api/static/index.html",
-        "api/migrations/versions/0001_users_auth_blog.py",
+        "api/inference/static/index.html",
+        "api/db/migrations/versions/0001_users_auth_blog.py",
         "serving/triton_backends/onnxruntime/model.py",
         "model_repository/yolos/config.pbtxt",
         "model_repository/newsgroups/configs/cpu.pbtxt",

@@ -1,4 +1,4 @@
-"""api/gunicorn_conf.py as gunicorn reads it: everything from the TRITONGATE_* settings, no
+"""api/platform/gunicorn_conf.py as gunicorn reads it: everything from the TRITONGATE_* settings, no
 preload, the uvicorn worker class, and stop timeouts that nest (uvicorn < gunicorn < serve)."""
 
 from __future__ import annotations
@@ -9,17 +9,17 @@ from types import ModuleType
 import pytest
 from gunicorn.util import load_class
 
-from api import timeouts
-from api.gunicorn_worker import TritonGateWorker
-from api.server import api_command
+from api.platform import timeouts
+from api.platform.gunicorn_worker import TritonGateWorker
+from api.platform.server import api_command
 
 
 def _config(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    import api.gunicorn_conf
+    import api.platform.gunicorn_conf
 
-    return importlib.reload(api.gunicorn_conf)
+    return importlib.reload(api.platform.gunicorn_conf)
 
 
 def test_settings_drive_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,7 @@ def test_serve_runs_gunicorn_with_this_configuration_only() -> None:
     from api.config import Settings
 
     command = api_command(Settings(_env_file=None, workers=2))  # type: ignore[call-arg]
-    assert command[1:] == ["-m", "gunicorn", "--config=python:api.gunicorn_conf"]
+    assert command[1:] == ["-m", "gunicorn", "--config=python:api.platform.gunicorn_conf"]
 
 
 def test_one_worker_and_gunicorn_workers_run_with_the_same_uvicorn_options() -> None:
@@ -59,7 +59,7 @@ def test_one_worker_and_gunicorn_workers_run_with_the_same_uvicorn_options() -> 
     from uvicorn.main import main as uvicorn_main
 
     from api.config import Settings
-    from api.uvicorn_options import UVICORN_OPTIONS
+    from api.platform.uvicorn_options import UVICORN_OPTIONS
 
     command = api_command(Settings(_env_file=None, workers=1))  # type: ignore[call-arg]
     assert command[1:3] == ["-m", "uvicorn"]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from api.timeouts import STOP_TIMEOUT_S
+from api.platform.timeouts import STOP_TIMEOUT_S
 from tests.helpers.deploy_files import (
     get_routes,
     nginx_seconds,

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from api.config import Settings
-from api.routes.detect import MULTIPART_OVERHEAD
-from api.timeouts import HEADER_TIMEOUT_S, KEEPALIVE_S, MAX_HEADER_BYTES, STOP_TIMEOUT_S
+from api.inference.routes.detect import MULTIPART_OVERHEAD
+from api.platform.timeouts import HEADER_TIMEOUT_S, KEEPALIVE_S, MAX_HEADER_BYTES, STOP_TIMEOUT_S
 from tests.helpers.deploy_files import NginxDirective, nginx_bytes, nginx_seconds, parse_nginx
 from tests.stack import PROJECT_ROOT
 
@@ -137,7 +137,7 @@ def test_streams_are_upgraded_unbuffered_and_outlive_the_api_idle_timeout(
 ) -> None:
     from fastapi.routing import APIWebSocketRoute
 
-    from api.routes.stream import router  # included without a prefix (api/main.py)
+    from api.inference.routes.stream import router  # included without a prefix (api/main.py)
 
     websocket_paths = {
         route.path for route in router.routes if isinstance(route, APIWebSocketRoute)

@@ -1,4 +1,4 @@
-"""api.disconnect: a client that goes away cancels its work (and frees its queue slot)."""
+"""api.inference.disconnect: a client that goes away cancels its work (and frees its queue slot)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.disconnect import ClientDisconnectedError, unless_disconnected
+from api.inference.disconnect import ClientDisconnectedError, unless_disconnected
 
 
 class FakeRequest:

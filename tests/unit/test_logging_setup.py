@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.logging_setup import configure_logging, redact
-from api.request_context import accept_or_generate, request_id
+from api.platform.logging_setup import configure_logging, redact
+from api.platform.request_context import accept_or_generate, request_id
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def test_credentials_are_redacted(line: str, secret: str) -> None:
     assert "[redacted]" in cleaned
 
 
-KEY = "tg_Zx9_Qw-8Er7Ty6Ui5Op4As3"  # the shape of api.security's keys
+KEY = "tg_Zx9_Qw-8Er7Ty6Ui5Op4As3"  # the shape of api.accounts.security's keys
 KEY_REST = KEY[3:]
 
 
@@ -174,9 +174,9 @@ def test_a_traceback_keeps_its_lines_but_not_the_exception_messages(
         except ValueError as error:
             raise RuntimeError("wrapped\r\nsecond line") from error
     except RuntimeError:
-        logging.getLogger("api.middleware").exception("unhandled error in GET %s", "/a\nb")
+        logging.getLogger("api.platform.middleware").exception("unhandled error in GET %s", "/a\nb")
     lines = stream.getvalue().splitlines()
-    assert lines[0].endswith("ERROR    api.middleware [-] unhandled error in GET /a\\nb")
+    assert lines[0].endswith("ERROR    api.platform.middleware [-] unhandled error in GET /a\\nb")
     assert lines[1] == "Traceback (most recent call last):"
     assert any(line.startswith('  File "') for line in lines), "the traceback keeps its lines"
     assert not any(line.startswith(FORGED[:24]) for line in lines[1:]), lines
@@ -193,7 +193,7 @@ def test_json_lines_stay_one_object_whatever_the_text_holds(restore_logging: Non
     try:
         raise ValueError(f"bad\n{FORGED}")
     except ValueError:
-        logging.getLogger("api.middleware").exception("unhandled error in GET %s", path)
+        logging.getLogger("api.platform.middleware").exception("unhandled error in GET %s", path)
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2
     access, error = (json.loads(line) for line in lines)

@@ -7,8 +7,7 @@ import asyncio
 
 import pytest
 
-from api.errors import TooManyLoginAttemptsError, TooManyRegistrationsError
-from api.login_limits import (
+from api.accounts.login_limits import (
     AttemptKeys,
     AttemptStoreUnavailableError,
     Blocked,
@@ -20,6 +19,7 @@ from api.login_limits import (
     ip_bucket,
     registration_key,
 )
+from api.errors import TooManyLoginAttemptsError, TooManyRegistrationsError
 
 LIMITS = LoginLimits(window_s=60.0, max_per_account=3, max_per_ip=5, known_ip_ttl_s=3600.0)
 

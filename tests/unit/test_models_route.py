@@ -1,8 +1,8 @@
-"""The public view of a model's provenance (api/routes/models.py): an allow-list."""
+"""The public view of a model's provenance (api/inference/routes/models.py): an allow-list."""
 
 from __future__ import annotations
 
-from api.routes.models import public_provenance
+from api.inference.routes.models import public_provenance
 
 
 def test_local_weights_show_their_source_but_not_the_directory_or_checksums() -> None:

@@ -1,4 +1,4 @@
-"""api.runtime: start-up objects leave the collector's view; collections become rarer."""
+"""api.platform.runtime: start-up objects leave the collector's view; collections become rarer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from api.runtime import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
+from api.platform.runtime import YOUNG_GENERATION_THRESHOLD, tune_garbage_collector
 
 
 @pytest.fixture()

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from api import security
+from api.accounts import security
 from api.config import Settings
 from api.errors import PasswordHashingBusyError, install_error_handlers
 

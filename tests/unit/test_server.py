@@ -1,9 +1,9 @@
-"""What ``tritongate serve`` tells the operator (api.server)."""
+"""What ``tritongate serve`` tells the operator (api.platform.server)."""
 
 from __future__ import annotations
 
 from api.config import Settings
-from api.server import ready_message
+from api.platform.server import ready_message
 
 
 def test_the_ready_message_points_at_the_docs_only_when_they_are_served() -> None:

@@ -1,4 +1,5 @@
-"""api.streaming's per-connection limits with a fake socket and detector and a fake clock: the
+"""api.inference.streaming's per-connection limits with a fake socket and detector and a fake
+clock: the
 frame rate limit (drop and count), the flood close (1008), the idle close (1000) fed only by
 frames that decode, the image-signature check, settings messages, the credential re-checks, and
 the per-owner and per-worker stream admission and closing by user or credential."""
@@ -14,8 +15,8 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from api import streaming
-from api.streaming import (
+from api.inference import streaming
+from api.inference.streaming import (
     CLOSE_GOING_AWAY,
     CLOSE_NORMAL,
     CLOSE_POLICY_VIOLATION,

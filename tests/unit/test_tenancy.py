@@ -1,5 +1,5 @@
-"""The request's tenant (api/tenancy.py): the guard records the authenticated user, routes read
-it, and nothing is shared by mistake."""
+"""The request's tenant (api/inference/tenancy.py): the guard records the authenticated user,
+routes read it, and nothing is shared by mistake."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any, cast
 import pytest
 from starlette.requests import Request
 
-from api.auth import Principal
+from api.accounts.auth import Principal
 from api.config import Settings
-from api.tenancy import TenantGuardMissingError, current_tenant, record_tenant
+from api.inference.tenancy import TenantGuardMissingError, current_tenant, record_tenant
 
 
 def _request() -> Request:

@@ -1,5 +1,5 @@
-"""api.transport: the request-head cap (431) and deadline (408, or a silent close when nothing
-came) on uvicorn's real httptools protocol, fed bytes directly, with a fake transport; the
+"""api.platform.transport: the request-head cap (431) and deadline (408, or a silent close when
+nothing came) on uvicorn's real httptools protocol, fed bytes directly, with a fake transport; the
 limits are a subclass's (``Quick``) so that nothing global changes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from api import transport as transport_module
-from api.transport import GuardedHttpToolsProtocol
+from api.platform import transport as transport_module
+from api.platform.transport import GuardedHttpToolsProtocol
 
 
 class Quick(GuardedHttpToolsProtocol):

@@ -1,0 +1,1 @@
+"""The account routes: /register, /token, /login, /logout, /users and API keys."""

@@ -1,0 +1,1 @@
+"""Database operations on posts and comments."""

@@ -1,0 +1,1 @@
+"""The blog routes: /posts and /comments."""

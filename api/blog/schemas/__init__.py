@@ -1,0 +1,1 @@
+"""Request and response bodies of posts and comments."""

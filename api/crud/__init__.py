@@ -1,1 +1,0 @@
-"""Database operations, one module per table; routes call these, never raw queries."""

@@ -1,0 +1,1 @@
+"""The `tritongate` command: the composition root over serving/, export/, api/ and benchmarks/."""
